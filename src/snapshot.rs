@@ -1,0 +1,148 @@
+//! One heap census of a live process, end to end: open the target, choose the layout, copy its memory while it is
+//! stopped (retrying when the copy caught it mid-collection), walk the copy.
+
+use crate::heap::ctx::Known;
+use crate::heap::types::KIND_SYMBOLS;
+use crate::heap::{Census, Ctx, HeapError};
+use crate::layout::Layout;
+use crate::target::{Capture, INTERRUPTED, Target, TargetError, image_ranges};
+use serde::Serialize;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Target(#[from] TargetError),
+    #[error("process {pid}: {source}")]
+    Heap { pid: i32, source: HeapError },
+    #[error(
+        "process {pid} was busy in every one of {attempts} attempts ({last}); try again, or use --nonblocking to read without stopping it"
+    )]
+    Inconsistent { pid: i32, attempts: u32, last: HeapError },
+}
+
+/// How to take the snapshot.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Read without stopping the target (results validated, may need retries).
+    pub nonblocking: bool,
+    /// Attempts before giving up when the copy catches the target mid-collection.
+    pub attempts: u32,
+    /// Upper bound for stopping all threads.
+    pub stop_timeout: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { nonblocking: false, attempts: 10, stop_timeout: Duration::from_secs(2) }
+    }
+}
+
+/// What `summary` reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub pid: i32,
+    pub python_version: String,
+    pub executable: String,
+    pub objects: u64,
+    pub bytes: u64,
+    pub footprint: u64,
+    pub pause_ms: f64,
+    pub gc_tracked: u64,
+    pub static_objects: u64,
+    pub threads_stopped: usize,
+    pub snapshot_bytes: u64,
+    pub attempts: u32,
+    pub walk_ms: f64,
+    pub layout: String,
+    pub warnings: Vec<String>,
+    pub types: Vec<crate::heap::TypeTally>,
+}
+
+/// Addresses of builtin types and singletons from the interpreter's exported symbols.
+pub fn known_addresses(t: &Target, cap: &Capture) -> Known {
+    let py = &t.python;
+    let mut k = Known {
+        type_type: py.symbol("PyType_Type").unwrap_or(0),
+        object_type: py.symbol("PyBaseObject_Type").unwrap_or(0),
+        none: py.symbol("_Py_NoneStruct").unwrap_or(0),
+        ..Default::default()
+    };
+    if let Some(a) = py.symbol("_PySet_Dummy") {
+        k.set_dummy = cap.snapshot.u64(a).unwrap_or(0);
+    }
+    for (sym, kind) in KIND_SYMBOLS {
+        if let Some(a) = py.symbol(sym) {
+            k.kinds.push((a, *kind));
+        }
+    }
+    k
+}
+
+/// Open `pid`, copy its memory and take a census.
+pub fn census(pid: i32, opts: &Options) -> Result<Report, Error> {
+    let target = Target::open(pid)?;
+    let layout = Layout::select(target.version, target.debug_offsets.as_ref())
+        .map_err(|source| TargetError::Layout { pid, source })?;
+    let mut warnings = vec![];
+    if !target.version.at_least(12) && target.python.symbol("interned").is_none() {
+        warnings.push(format!(
+            "{} has no symbol table (and no debug file by build-id was found), so strings reachable only from the interned table are not counted",
+            target.python.path
+        ));
+    }
+    let mut last = None;
+    for attempt in 1..=opts.attempts.max(1) {
+        if INTERRUPTED.load(Ordering::SeqCst) {
+            return Err(TargetError::Interrupted(pid).into());
+        }
+        let cap = target.capture(opts.nonblocking, opts.stop_timeout)?;
+        let t0 = Instant::now();
+        let known = known_addresses(&target, &cap);
+        let images = image_ranges(&target.maps, &cap.snapshot);
+        let interned = if target.version.at_least(12) { None } else { target.python.symbol("interned") };
+        let ctx = Ctx::new(&cap.snapshot, &layout, known, target.runtime, images, interned)
+            .map_err(|source| Error::Heap { pid, source })?;
+        match crate::heap::walk::census(&ctx) {
+            Ok(c) => return Ok(report(&target, &layout, &cap, c, attempt, t0.elapsed(), warnings)),
+            Err(e) if e.is_transient() => {
+                log::info!("attempt {attempt}: {e}; letting the target run and retrying");
+                last = Some(e);
+                drop(cap);
+                std::thread::sleep(Duration::from_millis(5 * attempt as u64));
+            }
+            Err(source) => return Err(Error::Heap { pid, source }),
+        }
+    }
+    Err(Error::Inconsistent { pid, attempts: opts.attempts, last: last.unwrap() })
+}
+
+fn report(
+    t: &Target,
+    layout: &Layout,
+    cap: &Capture,
+    c: Census,
+    attempts: u32,
+    walk: Duration,
+    warnings: Vec<String>,
+) -> Report {
+    Report {
+        pid: t.pid,
+        python_version: t.version.to_string(),
+        executable: t.exe.clone(),
+        objects: c.objects,
+        bytes: c.bytes,
+        footprint: c.footprint,
+        pause_ms: cap.pause.as_secs_f64() * 1000.0,
+        gc_tracked: c.gc_tracked,
+        static_objects: c.static_objects,
+        threads_stopped: cap.threads,
+        snapshot_bytes: cap.snapshot.total_bytes(),
+        attempts,
+        walk_ms: walk.as_secs_f64() * 1000.0,
+        layout: layout.table.build.clone(),
+        warnings,
+        types: c.types,
+    }
+}
