@@ -86,7 +86,7 @@ pub fn census(pid: i32, opts: &Options) -> Result<Report, Error> {
     let layout = Layout::select(target.version, target.debug_offsets.as_ref())
         .map_err(|source| TargetError::Layout { pid, source })?;
     let mut warnings = vec![];
-    if !target.version.at_least(12) && target.python.symbol("interned").is_none() {
+    if !target.version.at_least(12) && target.python.local_symbol("interned").is_none() {
         warnings.push(format!(
             "{} has no symbol table (and no debug file by build-id was found), so strings reachable only from the interned table are not counted",
             target.python.path
@@ -101,7 +101,7 @@ pub fn census(pid: i32, opts: &Options) -> Result<Report, Error> {
         let t0 = Instant::now();
         let known = known_addresses(&target, &cap);
         let images = image_ranges(&target.maps, &cap.snapshot);
-        let interned = if target.version.at_least(12) { None } else { target.python.symbol("interned") };
+        let interned = if target.version.at_least(12) { None } else { target.python.local_symbol("interned") };
         let ctx = Ctx::new(&cap.snapshot, &layout, known, target.runtime, images, interned)
             .map_err(|source| Error::Heap { pid, source })?;
         match crate::heap::walk::census(&ctx) {

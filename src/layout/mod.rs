@@ -103,6 +103,9 @@ const TABLES: &[(&str, &str)] = &[
     ("3.13.0", include_str!("tables/v3_13_0.json")),
     ("3.13.18", include_str!("tables/v3_13_18.json")),
     ("3.14.0", include_str!("tables/v3_14_0.json")),
+    ("3.14.1", include_str!("tables/v3_14_1.json")),
+    ("3.14.3", include_str!("tables/v3_14_3.json")),
+    ("3.14.4", include_str!("tables/v3_14_4.json")),
     ("3.14.10", include_str!("tables/v3_14_10.json")),
     ("3.15.2", include_str!("tables/v3_15_2.json")),
 ];
@@ -266,7 +269,10 @@ mod tests {
         }
         // 3.14.0-3.14.4 and 3.14.5+ are different families
         let pick = |v| Layout::select(v, None).unwrap().table.build;
-        assert_eq!(pick(PyVersion::new(3, 14, 4)), "3.14.0");
+        assert_eq!(pick(PyVersion::new(3, 14, 0)), "3.14.0");
+        assert_eq!(pick(PyVersion::new(3, 14, 2)), "3.14.1");
+        assert_eq!(pick(PyVersion::new(3, 14, 3)), "3.14.3");
+        assert_eq!(pick(PyVersion::new(3, 14, 4)), "3.14.4");
         assert_eq!(pick(PyVersion::new(3, 14, 5)), "3.14.10");
         assert_eq!(Layout::select(PyVersion::new(3, 14, 2), None).unwrap().gc_kind, GcKind::Incremental);
         assert_eq!(Layout::select(PyVersion::new(3, 14, 10), None).unwrap().gc_kind, GcKind::Generational);

@@ -96,6 +96,24 @@ impl PythonModule {
     pub fn symbol(&self, name: &str) -> Option<u64> {
         self.elf.symbol(name).map(|v| v + self.bias)
     }
+    /// Run-time address of a file-local symbol, whatever suffix the compiler gave it (`interned`, `interned.0`,
+    /// `interned.lto_priv.0`).
+    pub fn local_symbol(&self, base: &str) -> Option<u64> {
+        if let Some(a) = self.symbol(base) {
+            return Some(a);
+        }
+        let mut best: Option<(&String, u64)> = None;
+        for (k, &v) in &self.elf.symbols {
+            if let Some(rest) = k.strip_prefix(base).and_then(|r| r.strip_prefix('.'))
+                && rest.trim_start_matches("lto_priv.").chars().all(|c| c.is_ascii_digit())
+                && best.is_none_or(|(b, _)| k < b)
+            {
+                best = Some((k, v));
+            }
+        }
+        best.map(|(_, v)| v + self.bias)
+    }
+
     /// Run-time address of `_PyRuntime` (symbol, else the `.PyRuntime` section).
     pub fn runtime(&self) -> Option<u64> {
         self.symbol("_PyRuntime").or_else(|| self.elf.sections.get(".PyRuntime").map(|s| s.0 + self.bias))
@@ -216,12 +234,14 @@ fn find_python(pid: i32, maps: &[MapEntry]) -> Result<PythonModule, TargetError>
             && let Some(id) = info.build_id.clone()
         {
             for cand in elf::debug_file_candidates(&PathBuf::from(format!("/proc/{pid}/root")), &id) {
-                if let Ok(d) = ElfInfo::load(&cand)
-                    && d.build_id.as_deref() == Some(id.as_str())
-                {
-                    info.merge_debug(d);
-                    debug_file = Some(cand);
-                    break;
+                match ElfInfo::load(&cand) {
+                    Ok(d) if d.build_id.as_deref() == Some(id.as_str()) => {
+                        info.merge_debug(d);
+                        debug_file = Some(cand);
+                        break;
+                    }
+                    Ok(d) => log::debug!("{}: build id {:?} does not match {id}", cand.display(), d.build_id),
+                    Err(e) => log::debug!("debug file candidate: {e}"),
                 }
             }
         }
