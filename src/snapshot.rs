@@ -82,7 +82,9 @@ pub fn known_addresses(t: &Target, cap: &Capture) -> Known {
 
 /// Open `pid`, copy its memory and take a census.
 pub fn census(pid: i32, opts: &Options) -> Result<Report, Error> {
+    let t_open = Instant::now();
     let target = Target::open(pid)?;
+    log::info!("open: {:?}", t_open.elapsed());
     let layout = Layout::select(target.version, target.debug_offsets.as_ref())
         .map_err(|source| TargetError::Layout { pid, source })?;
     let mut warnings = vec![];
@@ -97,7 +99,9 @@ pub fn census(pid: i32, opts: &Options) -> Result<Report, Error> {
         if INTERRUPTED.load(Ordering::SeqCst) {
             return Err(TargetError::Interrupted(pid).into());
         }
+        let t_cap = Instant::now();
         let cap = target.capture(opts.nonblocking, opts.stop_timeout)?;
+        log::info!("capture: {:?} (paused {:?}, {} bytes)", t_cap.elapsed(), cap.pause, cap.snapshot.total_bytes());
         let t0 = Instant::now();
         let known = known_addresses(&target, &cap);
         let images = image_ranges(&target.maps, &cap.snapshot);
@@ -105,7 +109,10 @@ pub fn census(pid: i32, opts: &Options) -> Result<Report, Error> {
         let ctx = Ctx::new(&cap.snapshot, &layout, known, target.runtime, images, interned)
             .map_err(|source| Error::Heap { pid, source })?;
         match crate::heap::walk::census(&ctx) {
-            Ok(c) => return Ok(report(&target, &layout, &cap, c, attempt, t0.elapsed(), warnings)),
+            Ok(c) => {
+                log::info!("walk: {:?}", t0.elapsed());
+                return Ok(report(&target, &layout, &cap, c, attempt, t0.elapsed(), warnings));
+            }
             Err(e) if e.is_transient() => {
                 log::info!("attempt {attempt}: {e}; letting the target run and retrying");
                 last = Some(e);

@@ -74,6 +74,18 @@ fn str_sizeof(ctx: &Ctx, s: u64) -> u64 {
     size
 }
 
+/// Slots a frame of this code object needs: locals, cells, free variables and the value stack
+/// (`co_nlocalsplus + co_stacksize`, i.e. `co_framesize - FRAME_SPECIALS_SIZE` on 3.12+).
+fn frame_slots(ctx: &Ctx, code: u64) -> u64 {
+    let o = &ctx.o;
+    if code == 0 {
+        return 0;
+    }
+    let nlp = ctx.mem.i32(code + o.co_nlocalsplus).unwrap_or(0).max(0) as u64;
+    let stack = ctx.mem.i32(code + o.co_stacksize).unwrap_or(0).max(0) as u64;
+    nlp + stack
+}
+
 /// `sys.getsizeof(obj)`.
 pub fn getsizeof(ctx: &Ctx, a: u64, ti: &TypeInfo) -> u64 {
     let o = &ctx.o;
@@ -110,8 +122,22 @@ pub fn getsizeof(ctx: &Ctx, a: u64, ti: &TypeInfo) -> u64 {
             }
         }
         Kind::Frame if !ctx.at_least(11) => basic + ob_size().saturating_sub(1) * 8,
+        Kind::Frame => {
+            // offsetof(_f_frame_data) + offsetof(localsplus) + slots of the code object
+            let iframe = ctx.ptr(a + o.f_frame);
+            let code = super::decode::stackref(ctx, ctx.ptr(iframe + o.if_executable));
+            o.f_frame_data + o.if_localsplus + frame_slots(ctx, code) * 8
+        }
+        Kind::Gen if ctx.at_least(11) => {
+            let code = if o.gi_code != u64::MAX {
+                ctx.ptr(a + o.gi_code)
+            } else {
+                super::decode::stackref(ctx, ctx.ptr(a + o.gi_iframe + o.if_executable))
+            };
+            o.gi_iframe + o.if_localsplus + frame_slots(ctx, code) * 8
+        }
         _ => {
-            if ti.itemsize != 0 {
+            if ti.itemsize != 0 && ob_size() < (1 << 32) {
                 basic + ob_size() * ti.itemsize as u64
             } else {
                 basic

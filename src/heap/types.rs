@@ -95,6 +95,8 @@ impl TypeInfo {
 /// Cache of validated type objects by address.
 #[derive(Default)]
 pub struct Types {
+    /// direct-mapped cache in front of `by_addr`: (type address, index)
+    recent: Vec<(u64, u32)>,
     by_addr: FxHashMap<u64, u32>,
     pub infos: Vec<Rc<TypeInfo>>,
     /// (module, name) -> key
@@ -108,12 +110,24 @@ impl Types {
     /// The type info of the object whose `ob_type` is `t`, validating `t` the first time it is seen.
     #[inline]
     pub fn get(&mut self, ctx: &Ctx, t: u64) -> Option<u32> {
-        if let Some(&i) = self.by_addr.get(&t) {
+        if self.recent.is_empty() {
+            self.recent = vec![(u64::MAX, INVALID); 256];
+        }
+        let slot = ((t >> 4) ^ (t >> 12)) as usize & 255;
+        if self.recent[slot].0 == t {
+            let i = self.recent[slot].1;
             return (i != INVALID).then_some(i);
         }
-        let r = self.resolve(ctx, t, 0);
-        self.by_addr.insert(t, r.unwrap_or(INVALID));
-        r
+        let i = match self.by_addr.get(&t) {
+            Some(&i) => i,
+            None => {
+                let r = self.resolve(ctx, t, 0).unwrap_or(INVALID);
+                self.by_addr.insert(t, r);
+                r
+            }
+        };
+        self.recent[slot] = (t, i);
+        (i != INVALID).then_some(i)
     }
 
     fn is_type_object(&mut self, ctx: &Ctx, t: u64, depth: u32) -> bool {

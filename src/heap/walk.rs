@@ -22,9 +22,13 @@ impl Visited {
     /// Set the bit for `a`; false if it was already set or `a` is outside the snapshot.
     #[inline]
     fn insert(&mut self, ctx: &Ctx, a: u64) -> bool {
-        let Some(i) = ctx.mem.region_index(a) else { return false };
-        let w = ((a - ctx.mem.regions()[i].start) / 8) as usize;
-        let slot = &mut self.bits[i][w / 64];
+        let Some((i, off)) = ctx.mem.locate(a) else { return false };
+        self.insert_at(i, off)
+    }
+    #[inline]
+    fn insert_at(&mut self, region: usize, off: usize) -> bool {
+        let w = off / 8;
+        let slot = &mut self.bits[region][w / 64];
         let m = 1u64 << (w % 64);
         if *slot & m != 0 {
             return false;
@@ -62,16 +66,22 @@ pub fn census(ctx: &Ctx) -> Result<Census, HeapError> {
         if p == 0 || p & 7 != 0 {
             return;
         }
-        let Some(t) = ctx.u64(p + 8) else {
+        let Some((region, off)) = ctx.mem.locate(p) else {
             rejected += 1;
             return;
         };
+        let Some(hdr) = ctx.mem.regions()[region].data.as_slice().get(off..off + 16) else {
+            rejected += 1;
+            return;
+        };
+        let refcnt = u32::from_le_bytes(hdr[..4].try_into().unwrap());
+        let t = u64::from_le_bytes(hdr[8..16].try_into().unwrap());
         // a live object has a non-zero refcount and a valid type
-        if ctx.mem.u32(p).unwrap_or(0) == 0 || types.get(ctx, t).is_none() {
+        if refcnt == 0 || types.get(ctx, t).is_none() {
             rejected += 1;
             return;
         }
-        if visited.insert(ctx, p) {
+        if visited.insert_at(region, off) {
             work.push((p, false));
         }
     };

@@ -99,7 +99,19 @@ pub fn wanted(m: &MapEntry) -> bool {
 /// them later (while the target is stopped) does not pay for page faults.
 pub fn alloc_buffer(len: usize) -> io::Result<RegionData> {
     if len >= (1 << 20) {
-        let m = memmap2::MmapOptions::new().len(len).populate().map_anon()?;
+        let m = memmap2::MmapOptions::new().len(len).map_anon()?;
+        // Transparent huge pages make pre-faulting (and later reads) much cheaper; both calls are hints.
+        // SAFETY: madvise on a mapping we own, covering exactly its length.
+        unsafe {
+            libc::madvise(m.as_ptr() as *mut libc::c_void, len, libc::MADV_HUGEPAGE);
+            if libc::madvise(m.as_ptr() as *mut libc::c_void, len, 23 /* MADV_POPULATE_WRITE */) != 0 {
+                // older kernels: touch every page
+                let p = m.as_ptr() as *mut u8;
+                for off in (0..len).step_by(4096) {
+                    std::ptr::write_volatile(p.add(off), 0);
+                }
+            }
+        }
         Ok(RegionData::Mmap(m))
     } else {
         Ok(RegionData::Vec(vec![0u8; len]))

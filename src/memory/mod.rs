@@ -116,6 +116,13 @@ impl Snapshot {
         }
     }
 
+    /// Region index and offset of `addr`.
+    #[inline]
+    pub fn locate(&self, addr: u64) -> Option<(usize, usize)> {
+        let i = self.region_index(addr)?;
+        Some((i, (addr - self.regions[i].start) as usize))
+    }
+
     /// `len` bytes at `addr`, if they lie inside one region.
     #[inline]
     pub fn bytes(&self, addr: u64, len: usize) -> Option<&[u8]> {
