@@ -21,6 +21,7 @@ pub struct Known {
     pub type_type: u64,
     pub object_type: u64,
     pub set_dummy: u64,
+    pub str_type: u64,
     pub none: u64,
     /// (symbol, kind) pairs resolved to addresses
     pub kinds: Vec<(u64, super::types::Kind)>,

@@ -5,6 +5,8 @@ use super::ctx::{Ctx, flags};
 use super::types::{Kind, TypeInfo};
 use crate::layout::Layout;
 
+pub use super::label::{Label, Sink};
+
 const NONE: u64 = u64::MAX;
 
 /// Offsets used while decoding, resolved once from the layout (`NONE` = field absent in this version).
@@ -43,7 +45,11 @@ pub struct Offs {
     pub im_func: u64,
     pub im_self: u64,
     pub func_fields: Vec<u64>,
+    pub func_names: Vec<&'static str>,
     pub code_fields: Vec<u64>,
+    pub code_names: Vec<&'static str>,
+    pub co_localsplusnames: u64,
+    pub co_varnames: u64,
     pub co_nlocals: u64,
     pub co_nlocalsplus: u64,
     pub co_stacksize: u64,
@@ -88,7 +94,45 @@ pub struct Offs {
 impl Offs {
     pub fn new(l: &Layout) -> Offs {
         let g = |s: &str| l.get(s).map(|v| v as u64).unwrap_or(NONE);
-        let many = |names: &[&str]| names.iter().filter_map(|s| l.get(s).map(|v| v as u64)).collect::<Vec<_>>();
+        let many = |names: &[&'static str]| {
+            let v: Vec<(u64, &'static str)> = names
+                .iter()
+                .filter_map(|s| l.get(s).map(|v| (v as u64, s.split('.').nth(1).unwrap_or(s))))
+                .collect();
+            (v.iter().map(|x| x.0).collect::<Vec<u64>>(), v.iter().map(|x| x.1).collect::<Vec<&'static str>>())
+        };
+        let (func_fields, func_names) = many(&[
+            "func.func_globals",
+            "func.func_builtins",
+            "func.func_name",
+            "func.func_qualname",
+            "func.func_code",
+            "func.func_defaults",
+            "func.func_kwdefaults",
+            "func.func_closure",
+            "func.func_doc",
+            "func.func_dict",
+            "func.func_module",
+            "func.func_annotations",
+            "func.func_annotate",
+            "func.func_typeparams",
+        ]);
+        let (code_fields, code_names) = many(&[
+            "code.co_code",
+            "code.co_consts",
+            "code.co_names",
+            "code.co_varnames",
+            "code.co_cellvars",
+            "code.co_freevars",
+            "code.co_localsplusnames",
+            "code.co_localspluskinds",
+            "code.co_filename",
+            "code.co_name",
+            "code.co_qualname",
+            "code.co_linetable",
+            "code.co_lnotab",
+            "code.co_exceptiontable",
+        ]);
         Offs {
             ma_keys: g("dict.ma_keys"),
             ma_values: g("dict.ma_values"),
@@ -122,38 +166,12 @@ impl Offs {
             cell_ref: g("cell.ob_ref"),
             im_func: g("method.im_func"),
             im_self: g("method.im_self"),
-            func_fields: many(&[
-                "func.func_globals",
-                "func.func_builtins",
-                "func.func_name",
-                "func.func_qualname",
-                "func.func_code",
-                "func.func_defaults",
-                "func.func_kwdefaults",
-                "func.func_closure",
-                "func.func_doc",
-                "func.func_dict",
-                "func.func_module",
-                "func.func_annotations",
-                "func.func_annotate",
-                "func.func_typeparams",
-            ]),
-            code_fields: many(&[
-                "code.co_code",
-                "code.co_consts",
-                "code.co_names",
-                "code.co_varnames",
-                "code.co_cellvars",
-                "code.co_freevars",
-                "code.co_localsplusnames",
-                "code.co_localspluskinds",
-                "code.co_filename",
-                "code.co_name",
-                "code.co_qualname",
-                "code.co_linetable",
-                "code.co_lnotab",
-                "code.co_exceptiontable",
-            ]),
+            func_fields,
+            func_names,
+            code_fields,
+            code_names,
+            co_localsplusnames: g("code.co_localsplusnames"),
+            co_varnames: g("code.co_varnames"),
             co_nlocals: g("code.co_nlocals"),
             co_nlocalsplus: g("code.co_nlocalsplus"),
             co_stacksize: g("code.co_stacksize"),
@@ -365,27 +383,61 @@ pub fn stackref(ctx: &Ctx, bits: u64) -> u64 {
     }
 }
 
-fn push_ptrs(ctx: &Ctx, base: u64, n: u64, out: &mut Vec<u64>) {
+fn push_ptrs<S: Sink>(ctx: &Ctx, base: u64, n: u64, label: Label, out: &mut S) {
     if n == 0 || n > (1 << 28) {
         return;
     }
     if let Some(b) = ctx.mem.bytes(base, (n * 8) as usize) {
-        out.extend(b.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap())).filter(|&p| p != 0));
+        for c in b.chunks_exact(8) {
+            let p = u64::from_le_bytes(c.try_into().unwrap());
+            if p != 0 {
+                out.add(p, label);
+            }
+        }
     }
+}
+
+/// Names of the `localsplus` slots of a code object (3.11+ `co_localsplusnames`; <= 3.10 varnames + cellvars +
+/// freevars), as str addresses.
+pub fn local_names(ctx: &Ctx, code: u64, n: u64) -> Vec<u64> {
+    let o = &ctx.o;
+    let mut names = Vec::new();
+    let tuple = |t: u64, names: &mut Vec<u64>| {
+        if t == 0 {
+            return;
+        }
+        let len = ctx.mem.i64(t + 16).unwrap_or(0).clamp(0, 1 << 16) as u64;
+        for i in 0..len {
+            names.push(ctx.ptr(t + ctx.tuple_items + 8 * i));
+        }
+    };
+    if some(o.co_localsplusnames) {
+        tuple(ctx.ptr(code + o.co_localsplusnames), &mut names);
+    } else {
+        for off in [o.co_varnames, o.co_cellvars, o.co_freevars] {
+            if some(off) {
+                tuple(ctx.ptr(code + off), &mut names);
+            }
+        }
+    }
+    names.truncate(n as usize);
+    names
 }
 
 /// References held by an interpreter frame (3.11+): code, function, globals, builtins, locals, frame object,
 /// local variables, cells and the value stack.
-pub fn iframe_refs(ctx: &Ctx, f: u64, out: &mut Vec<u64>) {
+pub fn iframe_refs<S: Sink>(ctx: &Ctx, f: u64, out: &mut S) {
     let o = &ctx.o;
     let code = stackref(ctx, ctx.ptr(f + o.if_executable));
-    out.push(code);
+    out.add(code, Label::Field("f_code"));
     if some(o.if_funcobj) {
-        out.push(stackref(ctx, ctx.ptr(f + o.if_funcobj)));
+        out.add(stackref(ctx, ctx.ptr(f + o.if_funcobj)), Label::Field("f_func"));
     }
-    for off in [o.if_globals, o.if_builtins, o.if_locals, o.if_frame_obj] {
+    for (off, name) in
+        [(o.if_globals, "f_globals"), (o.if_builtins, "f_builtins"), (o.if_locals, "f_locals"), (o.if_frame_obj, "frame")]
+    {
         if some(off) {
-            out.push(ctx.ptr(f + off));
+            out.add(ctx.ptr(f + off), Label::Field(name));
         }
     }
     let base = f + o.if_localsplus;
@@ -403,12 +455,21 @@ pub fn iframe_refs(ctx: &Ctx, f: u64, out: &mut Vec<u64>) {
         0
     };
     let n = n.max(nlp);
-    if n > 0
-        && let Some(b) = ctx.mem.bytes(base, (n * 8) as usize)
-    {
-        out.extend(
-            b.chunks_exact(8).map(|c| stackref(ctx, u64::from_le_bytes(c.try_into().unwrap()))).filter(|&p| p != 0),
-        );
+    if n == 0 {
+        return;
+    }
+    let names = if S::LABELS { local_names(ctx, code, nlp) } else { Vec::new() };
+    if let Some(b) = ctx.mem.bytes(base, (n * 8) as usize) {
+        for (i, c) in b.chunks_exact(8).enumerate() {
+            let p = stackref(ctx, u64::from_le_bytes(c.try_into().unwrap()));
+            if p != 0 {
+                let l = match names.get(i) {
+                    Some(&nm) => Label::Local(nm),
+                    None => Label::Field("value stack"),
+                };
+                out.add(p, l);
+            }
+        }
     }
 }
 
@@ -418,29 +479,48 @@ fn gen_frame_alive(ctx: &Ctx, g: u64) -> bool {
     if ctx.at_least(15) { st < 5 } else { st < 1 }
 }
 
+/// The label of a dict value whose key is `k`.
+#[inline]
+fn key_label(ctx: &Ctx, k: u64, attr: bool) -> Label {
+    if ctx.mem.u64(k + 8) == Some(ctx.known.str_type) {
+        if attr { Label::Attr(k) } else { Label::StrKey(k) }
+    } else {
+        Label::OtherKey
+    }
+}
+
+/// Items of a dict as edges of its owner (module globals, class and instance attributes): `.name`.
+fn dict_as_attrs<S: Sink>(ctx: &Ctx, d: u64, out: &mut S, items: &mut Vec<(u64, u64)>) {
+    items.clear();
+    dict_items(ctx, d, items);
+    for &(k, v) in items.iter() {
+        out.add(v, key_label(ctx, k, true));
+    }
+}
+
 /// All references of object `a` whose type is `ti`. Weak references are not included.
-pub fn refs(ctx: &Ctx, a: u64, ti: &TypeInfo, out: &mut Vec<u64>, items: &mut Vec<(u64, u64)>) {
+pub fn refs<S: Sink>(ctx: &Ctx, a: u64, ti: &TypeInfo, out: &mut S, items: &mut Vec<(u64, u64)>) {
     let o = &ctx.o;
     let m = ctx.mem;
     match ti.kind {
         Kind::List => {
             let n = m.i64(a + 16).unwrap_or(0);
             if n > 0 {
-                push_ptrs(ctx, ctx.ptr(a + o.list_items), n as u64, out);
+                push_ptrs(ctx, ctx.ptr(a + o.list_items), n as u64, Label::Item, out);
             }
         }
         Kind::Tuple => {
             let n = m.i64(a + 16).unwrap_or(0);
             if n > 0 {
-                push_ptrs(ctx, a + ctx.tuple_items, n as u64, out);
+                push_ptrs(ctx, a + ctx.tuple_items, n as u64, Label::Item, out);
             }
         }
         Kind::Dict => {
             items.clear();
             dict_items(ctx, a, items);
             for &(k, v) in items.iter() {
-                out.push(k);
-                out.push(v);
+                out.add(k, Label::DictKey);
+                out.add(v, if S::LABELS { key_label(ctx, k, false) } else { Label::OtherKey });
             }
         }
         Kind::Set => {
@@ -452,7 +532,7 @@ pub fn refs(ctx: &Ctx, a: u64, ti: &TypeInfo, out: &mut Vec<u64>, items: &mut Ve
                 for e in b.chunks_exact(16) {
                     let k = u64::from_le_bytes(e[..8].try_into().unwrap());
                     if k != 0 && k != ctx.known.set_dummy {
-                        out.push(k);
+                        out.add(k, Label::Item);
                     }
                 }
             }
@@ -460,36 +540,42 @@ pub fn refs(ctx: &Ctx, a: u64, ti: &TypeInfo, out: &mut Vec<u64>, items: &mut Ve
         Kind::Str | Kind::Bytes | Kind::Int | Kind::Float | Kind::Complex | Kind::ByteArray | Kind::Object => {}
         Kind::Type => type_refs(ctx, a, out, items),
         Kind::Module => {
-            out.push(ctx.ptr(a + o.md_dict));
-            out.push(ctx.ptr(a + o.md_name));
-        }
-        Kind::Function => {
-            for &f in &o.func_fields {
-                out.push(ctx.ptr(a + f));
+            let d = ctx.ptr(a + o.md_dict);
+            out.add(d, Label::Field("__dict__"));
+            out.add(ctx.ptr(a + o.md_name), Label::Field("__name__"));
+            if S::LABELS {
+                dict_as_attrs(ctx, d, out, items);
             }
         }
-        Kind::Cell => out.push(ctx.ptr(a + o.cell_ref)),
+        Kind::Function => {
+            for (i, &f) in o.func_fields.iter().enumerate() {
+                out.add(ctx.ptr(a + f), Label::Field(o.func_names[i]));
+            }
+        }
+        Kind::Cell => out.add(ctx.ptr(a + o.cell_ref), Label::Field("cell_contents")),
         Kind::Method => {
-            out.push(ctx.ptr(a + o.im_func));
-            out.push(ctx.ptr(a + o.im_self));
+            out.add(ctx.ptr(a + o.im_func), Label::Field("__func__"));
+            out.add(ctx.ptr(a + o.im_self), Label::Field("__self__"));
         }
         Kind::Code => {
-            for &f in &o.code_fields {
-                out.push(ctx.ptr(a + f));
+            for (i, &f) in o.code_fields.iter().enumerate() {
+                out.add(ctx.ptr(a + f), Label::Field(o.code_names[i]));
             }
         }
         Kind::Frame => frame_refs(ctx, a, out),
         Kind::Gen => {
-            for off in [o.gi_frame, o.gi_code, o.gi_name, o.gi_qualname] {
+            for (off, name) in
+                [(o.gi_frame, "gi_frame"), (o.gi_code, "gi_code"), (o.gi_name, "__name__"), (o.gi_qualname, "__qualname__")]
+            {
                 if some(off) {
-                    out.push(ctx.ptr(a + off));
+                    out.add(ctx.ptr(a + off), Label::Field(name));
                 }
             }
             if some(o.gi_exc_state) {
                 if ctx.at_least(11) {
-                    out.push(ctx.ptr(a + o.gi_exc_state));
+                    out.add(ctx.ptr(a + o.gi_exc_state), Label::Field("exception"));
                 } else {
-                    push_ptrs(ctx, a + o.gi_exc_state, 3, out);
+                    push_ptrs(ctx, a + o.gi_exc_state, 3, Label::Field("exception"), out);
                 }
             }
             if some(o.gi_iframe) && gen_frame_alive(ctx, a) {
@@ -497,12 +583,12 @@ pub fn refs(ctx: &Ctx, a: u64, ti: &TypeInfo, out: &mut Vec<u64>, items: &mut Ve
             }
         }
         Kind::CFunction => {
-            out.push(ctx.ptr(a + 24));
-            out.push(ctx.ptr(a + 32));
+            out.add(ctx.ptr(a + 24), Label::Field("__self__"));
+            out.add(ctx.ptr(a + 32), Label::Field("__module__"));
         }
         Kind::WeakRef => {
             // wr_object (+16) is weak; the callback (+24) is a real reference
-            out.push(ctx.ptr(a + 24));
+            out.add(ctx.ptr(a + 24), Label::Field("callback"));
         }
         Kind::Other => scan(ctx, a, ti, ti.base_basicsize, out),
     }
@@ -512,29 +598,33 @@ pub fn refs(ctx: &Ctx, a: u64, ti: &TypeInfo, out: &mut Vec<u64>, items: &mut Ve
 }
 
 /// Words of the fixed part of a C object that point at objects (validated by the caller).
-fn scan(ctx: &Ctx, a: u64, ti: &TypeInfo, basicsize: i64, out: &mut Vec<u64>) {
+fn scan<S: Sink>(ctx: &Ctx, a: u64, ti: &TypeInfo, basicsize: i64, out: &mut S) {
     let start = if ti.itemsize != 0 { 24 } else { 16 };
     let end = basicsize.clamp(0, 4096) as u64;
     let wl = ti.weaklistoffset;
     let mut off = start;
     while off + 8 <= end {
         if off as i64 != wl {
-            out.push(ctx.ptr(a + off));
+            out.add(ctx.ptr(a + off), Label::None);
         }
         off += 8;
     }
 }
 
-fn type_refs(ctx: &Ctx, t: u64, out: &mut Vec<u64>, items: &mut Vec<(u64, u64)>) {
+fn type_refs<S: Sink>(ctx: &Ctx, t: u64, out: &mut S, items: &mut Vec<(u64, u64)>) {
     let o = &ctx.o;
-    for off in [ctx.tp_dict, ctx.tp_mro, ctx.tp_bases, ctx.tp_base] {
-        out.push(ctx.ptr(t + off));
-    }
+    let d = ctx.ptr(t + ctx.tp_dict);
+    out.add(d, Label::Field("__dict__"));
+    out.add(ctx.ptr(t + ctx.tp_mro), Label::Field("__mro__"));
+    out.add(ctx.ptr(t + ctx.tp_bases), Label::Field("__bases__"));
+    out.add(ctx.ptr(t + ctx.tp_base), Label::Field("__base__"));
     let fl = ctx.u64(t + ctx.tp_flags).unwrap_or(0);
     if fl & flags::HEAPTYPE != 0 {
-        for off in [o.ht_name, o.ht_qualname, o.ht_slots, o.ht_module] {
+        for (off, name) in
+            [(o.ht_name, "__name__"), (o.ht_qualname, "__qualname__"), (o.ht_slots, "__slots__"), (o.ht_module, "module")]
+        {
             if some(off) {
-                out.push(ctx.ptr(t + off));
+                out.add(ctx.ptr(t + off), Label::Field(name));
             }
         }
         // the names in the shared keys of its instances' dicts
@@ -543,21 +633,23 @@ fn type_refs(ctx: &Ctx, t: u64, out: &mut Vec<u64>, items: &mut Vec<(u64, u64)>)
             && let Some(ki) = keys_info(ctx, keys)
         {
             for i in 0..ki.nentries.min(ki.size) {
-                out.push(ctx.ptr(ki.entries + i * ki.entry_size + ki.key_off));
+                out.add(ctx.ptr(ki.entries + i * ki.entry_size + ki.key_off), Label::Field("shared keys"));
             }
         }
-    } else if ctx.at_least(12) && ctx.ptr(t + ctx.tp_dict) == 0 {
+        if S::LABELS && d != 0 {
+            dict_as_attrs(ctx, d, out, items);
+        }
+    } else if ctx.at_least(12) && d == 0 {
         // static builtin type: its dict lives in the interpreter (interp->types, index tp_subclasses - 1)
         if let Some(d) = super::roots::static_type_dict(ctx, t) {
-            out.push(d);
+            out.add(d, Label::Field("__dict__"));
         }
     }
-    let _ = items;
 }
 
-fn frame_refs(ctx: &Ctx, f: u64, out: &mut Vec<u64>) {
+fn frame_refs<S: Sink>(ctx: &Ctx, f: u64, out: &mut S) {
     let o = &ctx.o;
-    out.push(ctx.ptr(f + o.f_back));
+    out.add(ctx.ptr(f + o.f_back), Label::Field("f_back"));
     if some(o.f_frame) {
         // 3.11+: a frame object; it owns its interpreter frame only once the call has returned
         let iframe = ctx.ptr(f + o.f_frame);
@@ -568,16 +660,27 @@ fn frame_refs(ctx: &Ctx, f: u64, out: &mut Vec<u64>) {
     }
     // <= 3.10: f_code, f_builtins, f_globals, f_locals, then locals + cells + frees, then the value stack
     let code = ctx.ptr(f + o.f_code);
-    out.push(code);
-    out.push(ctx.ptr(f + 40));
-    out.push(ctx.ptr(f + 48));
-    out.push(ctx.ptr(f + o.f_locals));
+    out.add(code, Label::Field("f_code"));
+    out.add(ctx.ptr(f + 40), Label::Field("f_builtins"));
+    out.add(ctx.ptr(f + 48), Label::Field("f_globals"));
+    out.add(ctx.ptr(f + o.f_locals), Label::Field("f_locals"));
     let tuple_len = |t: u64| if t == 0 { 0 } else { ctx.mem.i64(t + 16).unwrap_or(0).clamp(0, 1 << 16) as u64 };
     let nlocals = ctx.mem.i32(code + o.co_nlocals).unwrap_or(0).clamp(0, 1 << 16) as u64;
     let ncells = tuple_len(ctx.ptr(code + o.co_cellvars));
     let nfree = tuple_len(ctx.ptr(code + o.co_freevars));
     let base = f + o.f_localsplus;
-    push_ptrs(ctx, base, nlocals + ncells + nfree, out);
+    let nl = nlocals + ncells + nfree;
+    if S::LABELS {
+        let names = local_names(ctx, code, nl);
+        for i in 0..nl {
+            let p = ctx.ptr(base + 8 * i);
+            if p != 0 {
+                out.add(p, names.get(i as usize).map(|&n| Label::Local(n)).unwrap_or(Label::None));
+            }
+        }
+    } else {
+        push_ptrs(ctx, base, nl, Label::None, out);
+    }
     let vs = ctx.ptr(f + o.f_valuestack);
     let depth = if some(o.f_stackdepth) {
         ctx.mem.i32(f + o.f_stackdepth).unwrap_or(0).clamp(0, 1 << 16) as u64
@@ -585,23 +688,22 @@ fn frame_refs(ctx: &Ctx, f: u64, out: &mut Vec<u64>) {
         let top = ctx.ptr(f + o.f_stacktop);
         if top >= vs && top - vs < (1 << 19) { (top - vs) / 8 } else { 0 }
     };
-    push_ptrs(ctx, vs, depth, out);
+    push_ptrs(ctx, vs, depth, Label::Field("value stack"), out);
 }
 
 /// `__dict__`, inline/split values and `__slots__` of an instance of a heap type.
-fn instance_refs(ctx: &Ctx, a: u64, ti: &TypeInfo, out: &mut Vec<u64>, items: &mut Vec<(u64, u64)>) {
-    for &s in &ti.slots {
-        out.push(ctx.ptr(a + s));
+fn instance_refs<S: Sink>(ctx: &Ctx, a: u64, ti: &TypeInfo, out: &mut S, items: &mut Vec<(u64, u64)>) {
+    for (i, &s) in ti.slots.iter().enumerate() {
+        out.add(ctx.ptr(a + s), Label::CAttr(ti.slot_names[i]));
     }
     let fl = ti.flags;
+    let mut dict = 0;
     if ctx.at_least(11) && fl & flags::MANAGED_DICT != 0 {
         let word = ctx.ptr(a.wrapping_sub(24));
         let keys = ctx.ptr(ti.addr + ctx.ht_cached_keys);
         items.clear();
         if ctx.at_least(13) {
-            if word != 0 {
-                out.push(word);
-            }
+            dict = word;
             if fl & flags::INLINE_VALUES != 0 {
                 let values = a + ti.basicsize as u64;
                 if ctx.mem.u8(values + 3) == Some(1) && keys != 0 {
@@ -613,30 +715,36 @@ fn instance_refs(ctx: &Ctx, a: u64, ti: &TypeInfo, out: &mut Vec<u64>, items: &m
                 if keys != 0 {
                     split_items(ctx, keys, word.wrapping_add(1), false, items);
                 }
-            } else if word != 0 {
-                out.push(word);
+            } else {
+                dict = word;
             }
         } else {
-            if word != 0 {
-                out.push(word);
-            }
+            dict = word;
             let values = ctx.ptr(a.wrapping_sub(32));
             if values != 0 && keys != 0 {
                 split_items(ctx, keys, values, false, items);
             }
         }
-        out.extend(items.iter().map(|&(_, v)| v));
-        return;
+        for &(k, v) in items.iter() {
+            out.add(v, if S::LABELS { key_label(ctx, k, true) } else { Label::None });
+        }
+    } else {
+        let off = ti.dictoffset;
+        if off > 0 {
+            dict = ctx.ptr(a + off as u64);
+        } else if off < 0 {
+            let size = ctx.mem.i64(a + 16).unwrap_or(0).unsigned_abs() as i64;
+            let o = ti.basicsize + size * ti.itemsize + off;
+            let o = (o + 7) & !7;
+            if o > 0 {
+                dict = ctx.ptr(a + o as u64);
+            }
+        }
     }
-    let off = ti.dictoffset;
-    if off > 0 {
-        out.push(ctx.ptr(a + off as u64));
-    } else if off < 0 {
-        let size = ctx.mem.i64(a + 16).unwrap_or(0).unsigned_abs() as i64;
-        let o = ti.basicsize + size * ti.itemsize + off;
-        let o = (o + 7) & !7;
-        if o > 0 {
-            out.push(ctx.ptr(a + o as u64));
+    if dict != 0 {
+        out.add(dict, Label::Field("__dict__"));
+        if S::LABELS {
+            dict_as_attrs(ctx, dict, out, items);
         }
     }
 }

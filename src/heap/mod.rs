@@ -3,7 +3,10 @@
 pub mod census;
 pub mod ctx;
 pub mod decode;
+pub mod dominators;
 pub mod gc;
+pub mod graph;
+pub mod label;
 pub mod roots;
 pub mod size;
 pub mod types;

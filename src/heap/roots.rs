@@ -2,7 +2,7 @@
 //! locals, exceptions, thread-locals), interned strings, static type dicts, small-int caches.
 
 use super::ctx::Ctx;
-use super::decode::{dict_items, iframe_refs, stackref};
+use super::decode::{dict_items, iframe_refs};
 
 /// Every interpreter state (the main one first).
 pub fn interpreters(ctx: &Ctx) -> Vec<u64> {
@@ -40,6 +40,18 @@ pub fn thread_frame(ctx: &Ctx, ts: u64) -> u64 {
     ctx.ptr(ts + ctx.off("ts.frame").unwrap_or(24))
 }
 
+/// The chain of interpreter frames (3.11+) from `f` outwards.
+pub fn iframes(ctx: &Ctx, f: u64) -> Vec<u64> {
+    let prev = ctx.off("iframe.previous").unwrap_or(8);
+    let mut v = vec![];
+    let mut f = f;
+    while f != 0 && v.len() < 100_000 {
+        v.push(f);
+        f = ctx.ptr(f + prev);
+    }
+    v
+}
+
 /// Dict of a static builtin type (3.12+ keeps it in the interpreter, indexed by `tp_subclasses - 1`).
 pub fn static_type_dict(ctx: &Ctx, t: u64) -> Option<u64> {
     let types = ctx.off("interp.types")?;
@@ -54,6 +66,11 @@ pub fn static_type_dict(ctx: &Ctx, t: u64) -> Option<u64> {
 
 /// All root references. Pointers are validated by the walker.
 pub fn roots(ctx: &Ctx, out: &mut Vec<u64>) {
+    roots_with(ctx, out, true)
+}
+
+/// Root references; thread stacks only if `with_threads`.
+pub fn roots_with(ctx: &Ctx, out: &mut Vec<u64>, with_threads: bool) {
     let mut items = vec![];
     for interp in interpreters(ctx) {
         for l in ["interp.modules", "interp.sysdict", "interp.builtins", "interp.dict"] {
@@ -93,8 +110,10 @@ pub fn roots(ctx: &Ctx, out: &mut Vec<u64>) {
                 out.push(ctx.ptr(e + dict_off));
             }
         }
-        for ts in threads(ctx, interp) {
-            thread_roots(ctx, ts, out);
+        if with_threads {
+            for ts in threads(ctx, interp) {
+                thread_roots(ctx, ts, out);
+            }
         }
     }
     // 3.8-3.11: the `interned` dict (file-local symbol)
@@ -158,13 +177,7 @@ pub fn thread_roots(ctx: &Ctx, ts: u64, out: &mut Vec<u64>) {
         out.push(f); // a frame object: the walker follows f_back
         return;
     }
-    let prev = ctx.off("iframe.previous").unwrap_or(8);
-    let mut f = f;
-    let mut n = 0;
-    while f != 0 && n < 100_000 {
+    for f in iframes(ctx, f) {
         iframe_refs(ctx, f, out);
-        f = ctx.ptr(f + prev);
-        n += 1;
     }
-    let _ = stackref;
 }

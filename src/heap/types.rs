@@ -81,6 +81,8 @@ pub struct TypeInfo {
     pub weaklistoffset: i64,
     /// Offsets of object slots (`__slots__`, T_OBJECT members) of the heap types in the MRO.
     pub slots: Vec<u64>,
+    /// C-string addresses of the slots' names
+    pub slot_names: Vec<u64>,
     pub is_heap: bool,
     /// Index into the census key table.
     pub key: u32,
@@ -187,7 +189,7 @@ impl Types {
             b = ctx.ptr(b + ctx.tp_base);
         }
         let module = if is_heap { type_module(ctx, t).unwrap_or_default() } else { String::new() };
-        let slots = if is_heap { slot_offsets(ctx, t) } else { vec![] };
+        let (slots, slot_names) = if is_heap { slot_offsets(ctx, t) } else { (vec![], vec![]) };
         let keyname = (module.clone(), name.clone());
         let key = match self.keys.get(&keyname) {
             Some(&k) => k,
@@ -210,6 +212,7 @@ impl Types {
             base_basicsize,
             weaklistoffset: ctx.u64(t + ctx.tp_weaklistoffset).unwrap_or(0) as i64,
             slots,
+            slot_names,
             is_heap,
             key,
         };
@@ -232,8 +235,9 @@ fn type_module(ctx: &Ctx, t: u64) -> Option<String> {
 }
 
 /// Offsets of T_OBJECT / T_OBJECT_EX members declared by the heap types in `t`'s MRO.
-fn slot_offsets(ctx: &Ctx, t: u64) -> Vec<u64> {
+fn slot_offsets(ctx: &Ctx, t: u64) -> (Vec<u64>, Vec<u64>) {
     let mut out = vec![];
+    let mut names = vec![];
     let mro = ctx.ptr(t + ctx.tp_mro);
     let mut types = vec![];
     if mro != 0 {
@@ -258,9 +262,10 @@ fn slot_offsets(ctx: &Ctx, t: u64) -> Vec<u64> {
             let off = ctx.u64(m + 16).unwrap_or(0);
             if (ty == 6 || ty == 16) && off >= 16 && off < (1 << 20) && !out.contains(&off) {
                 out.push(off);
+                names.push(ctx.ptr(m));
             }
             m += 40;
         }
     }
-    out
+    (out, names)
 }

@@ -1,0 +1,529 @@
+//! The reference graph: every object the census finds, its outgoing references with labels, and virtual root
+//! nodes (modules, threads and their frames, interpreter internals, native referrers, unreachable cycles).
+
+use super::HeapError;
+use super::census::{Census, TypeTally};
+use super::ctx::Ctx;
+use super::decode::{self, Label, dict_items, iframe_refs, local_names, read_str, refs, stackref};
+use super::gc::gc_objects;
+use super::roots::{interpreters, iframes, thread_frame, threads};
+use super::size::{footprint, getsizeof};
+use super::types::{Kind, Types};
+use rustc_hash::FxHashMap;
+
+pub const NONE: u32 = u32::MAX;
+
+/// Node flags.
+pub const TRACKED: u8 = 1;
+pub const STATIC: u8 = 2;
+pub const VIRTUAL: u8 = 4;
+
+/// The object graph of one heap.
+pub struct Graph {
+    /// Nodes `[0, first_object)` are virtual; node 0 is the root of everything.
+    pub first_object: u32,
+    pub addr: Vec<u64>,
+    /// index into `type_names` (objects), or NONE (virtual)
+    pub ty: Vec<u32>,
+    pub size: Vec<u64>,
+    pub footprint: Vec<u64>,
+    pub flags: Vec<u8>,
+    /// virtual node names
+    pub vname: Vec<String>,
+    /// outgoing edges of object nodes, CSR by (node - first_object)
+    edge_start: Vec<u64>,
+    edge_to: Vec<u32>,
+    edge_label: Vec<Label>,
+    /// outgoing edges of virtual nodes
+    vedges: Vec<Vec<(u32, Label)>>,
+    /// (module, name) per type key
+    pub type_names: Vec<(String, String)>,
+    /// kind of each type key (to render class/module/function names)
+    pub type_kinds: Vec<Kind>,
+    /// names resolved once: str/C-string address -> text
+    names: FxHashMap<(u8, u64), String>,
+    pub census: Census,
+}
+
+/// Names of the category roots.
+pub const ROOT_INTERNALS: &str = "interpreter internals";
+pub const ROOT_NATIVE: &str = "native or unknown referrers";
+pub const ROOT_UNREACHABLE: &str = "unreachable (garbage awaiting collection)";
+
+impl Graph {
+    pub fn len(&self) -> usize {
+        self.addr.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.addr.is_empty()
+    }
+    pub fn is_virtual(&self, v: u32) -> bool {
+        v < self.first_object
+    }
+    /// Outgoing edges of `v`.
+    pub fn succ(&self, v: u32) -> impl Iterator<Item = (u32, Label)> + '_ {
+        let (a, b): (&[(u32, Label)], std::iter::Zip<std::slice::Iter<'_, u32>, std::slice::Iter<'_, Label>>) =
+            if v < self.first_object {
+                (&self.vedges[v as usize], [].iter().zip([].iter()))
+            } else {
+                let i = (v - self.first_object) as usize;
+                let (s, e) = (self.edge_start[i] as usize, self.edge_start[i + 1] as usize);
+                (&[], self.edge_to[s..e].iter().zip(self.edge_label[s..e].iter()))
+            };
+        a.iter().copied().chain(b.map(|(&t, &l)| (t, l)))
+    }
+
+    /// The text of a name label (str or C string in the target), cached at build time.
+    pub fn name(&self, kind: u8, addr: u64) -> &str {
+        self.names.get(&(kind, addr)).map(|s| s.as_str()).unwrap_or("?")
+    }
+
+    /// How an edge is shown: `.name`, `['key']`, `[*]`, `__dict__`, ...
+    pub fn render_label(&self, l: Label) -> String {
+        match l {
+            Label::None => "?".into(),
+            Label::Class => "__class__".into(),
+            Label::Item => "[*]".into(),
+            Label::DictKey => "(key)".into(),
+            Label::StrKey(k) => format!("['{}']", short(self.name(0, k))),
+            Label::OtherKey => "[…]".into(),
+            Label::Attr(k) => format!(".{}", short(self.name(0, k))),
+            Label::CAttr(k) => format!(".{}", short(self.name(1, k))),
+            Label::Field(f) => f.to_string(),
+            Label::Local(k) => short(self.name(0, k)).to_string(),
+            Label::Module(k) => format!("module {}", self.name(0, k)),
+            Label::Text(i) => self.vname[i as usize].clone(),
+        }
+    }
+
+    /// "Order", "dict", "billing.Order", "class Order", "module os", "function f".
+    pub fn type_label(&self, v: u32) -> String {
+        if self.is_virtual(v) {
+            return self.vname[v as usize].clone();
+        }
+        let (m, n) = &self.type_names[self.ty[v as usize] as usize];
+        if m.is_empty() || m == "builtins" { n.clone() } else { format!("{m}.{n}") }
+    }
+}
+
+fn short(s: &str) -> &str {
+    match s.char_indices().nth(48) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+struct Builder<'a, 'c> {
+    ctx: &'a Ctx<'c>,
+    types: Types,
+    index: FxHashMap<u64, u32>,
+    queue_addr: Vec<u64>,
+    names: FxHashMap<(u8, u64), String>,
+    rejected: u64,
+}
+
+impl Builder<'_, '_> {
+    /// Index of the object at `p`, adding it if it is a valid object not seen before.
+    fn node(&mut self, p: u64, first_object: u32) -> u32 {
+        if p == 0 || p & 7 != 0 {
+            return NONE;
+        }
+        if let Some(&i) = self.index.get(&p) {
+            return i;
+        }
+        let Some(hdr) = self.ctx.mem.bytes(p, 16) else {
+            self.rejected += 1;
+            return NONE;
+        };
+        let refcnt = u32::from_le_bytes(hdr[..4].try_into().unwrap());
+        let t = u64::from_le_bytes(hdr[8..16].try_into().unwrap());
+        if refcnt == 0 || self.types.get(self.ctx, t).is_none() {
+            self.rejected += 1;
+            return NONE;
+        }
+        let i = first_object + self.queue_addr.len() as u32;
+        self.queue_addr.push(p);
+        self.index.insert(p, i);
+        i
+    }
+
+    fn remember_name(&mut self, l: Label) {
+        let (kind, a) = match l {
+            Label::StrKey(a) | Label::Attr(a) | Label::Local(a) | Label::Module(a) => (0u8, a),
+            Label::CAttr(a) => (1u8, a),
+            _ => return,
+        };
+        if self.names.contains_key(&(kind, a)) {
+            return;
+        }
+        let s = if kind == 0 { read_str(self.ctx, a) } else { self.ctx.mem.cstr(a, 256) };
+        self.names.insert((kind, a), s.unwrap_or_else(|| "?".into()));
+    }
+}
+
+/// Thread names from `threading._active` ({ident: Thread}), by ident.
+fn thread_names(ctx: &Ctx) -> FxHashMap<u64, String> {
+    let mut out = FxHashMap::default();
+    let Some(mo) = ctx.off("interp.modules") else { return out };
+    let modules = ctx.ptr(ctx.interp + mo);
+    let mut items = vec![];
+    dict_items(ctx, modules, &mut items);
+    let Some(&(_, threading)) = items.iter().find(|(k, _)| read_str(ctx, *k).as_deref() == Some("threading")) else {
+        return out;
+    };
+    let find = |d: u64, key: &str| -> u64 {
+        let mut it = vec![];
+        dict_items(ctx, d, &mut it);
+        it.iter().find(|(k, _)| read_str(ctx, *k).as_deref() == Some(key)).map(|x| x.1).unwrap_or(0)
+    };
+    let active = find(ctx.ptr(threading + ctx.o.md_dict), "_active");
+    if active == 0 {
+        return out;
+    }
+    let mut threads = vec![];
+    dict_items(ctx, active, &mut threads);
+    for (k, th) in threads {
+        let Some(ident) = int_value(ctx, k) else { continue };
+        // the Thread's instance attributes: a dict or inline values; look for _name either way
+        let mut attrs: Vec<(u64, Label)> = vec![];
+        let mut tys = Types::default();
+        if let Some(ti) = tys.get(ctx, ctx.ptr(th + 8)) {
+            let ti = tys.infos[ti as usize].clone();
+            let mut scratch = vec![];
+            refs(ctx, th, &ti, &mut attrs, &mut scratch);
+        }
+        for (v, l) in attrs {
+            if let Label::Attr(n) = l
+                && read_str(ctx, n).as_deref() == Some("_name")
+                && let Some(name) = read_str(ctx, v)
+            {
+                out.insert(ident, name);
+            }
+        }
+    }
+    out
+}
+
+/// Value of a small non-negative int object (thread idents), any version.
+fn int_value(ctx: &Ctx, p: u64) -> Option<u64> {
+    let (ndigits, negative) = if ctx.at_least(12) {
+        let tag = ctx.u64(p + 16)?;
+        (tag >> 3, tag & 3 == 2)
+    } else {
+        let s = ctx.mem.i64(p + 16)?;
+        (s.unsigned_abs(), s < 0)
+    };
+    if negative || ndigits > 3 {
+        return None;
+    }
+    let mut v = 0u64;
+    for i in (0..ndigits).rev() {
+        v = (v << 30) | ctx.mem.u32(p + 24 + 4 * i)? as u64;
+    }
+    Some(v)
+}
+
+/// "qualname (file.py:LINE)" for a code object.
+fn code_label(ctx: &Ctx, code: u64) -> String {
+    let o = &ctx.o;
+    let name = ctx.off("code.co_qualname").or(ctx.off("code.co_name")).and_then(|off| read_str(ctx, ctx.ptr(code + off)));
+    let file = ctx.off("code.co_filename").and_then(|off| read_str(ctx, ctx.ptr(code + off)));
+    let line = ctx.off("code.co_firstlineno").and_then(|off| ctx.mem.i32(code + off)).unwrap_or(0);
+    let _ = o;
+    let file = file.unwrap_or_default();
+    let base = file.rsplit('/').next().unwrap_or(&file).to_string();
+    format!("{} ({}:{})", name.unwrap_or_else(|| "?".into()), base, line)
+}
+
+/// Build the graph: objects, labelled references, virtual roots; then native referrers and unreachable cycles.
+pub fn build(ctx: &Ctx) -> Result<Graph, HeapError> {
+    // ---- virtual nodes and their (address) edges
+    let mut vname: Vec<String> = vec!["all".into()];
+    let mut vaddr_edges: Vec<Vec<(u64, Label)>> = vec![vec![]];
+    let mut vvirt_edges: Vec<Vec<(u32, Label)>> = vec![vec![]];
+    let new_v = |name: String, vname: &mut Vec<String>, va: &mut Vec<Vec<(u64, Label)>>, vv: &mut Vec<Vec<(u32, Label)>>| {
+        vname.push(name);
+        va.push(vec![]);
+        vv.push(vec![]);
+        (vname.len() - 1) as u32
+    };
+    let mut items = vec![];
+    // modules: one top-level root per entry of sys.modules
+    let modules_dict = ctx.off("interp.modules").map(|o| ctx.ptr(ctx.interp + o)).unwrap_or(0);
+    items.clear();
+    dict_items(ctx, modules_dict, &mut items);
+    for &(k, v) in &items {
+        vaddr_edges[0].push((v, Label::Module(k)));
+    }
+    // threads
+    let names = thread_names(ctx);
+    let mut thread_vs = vec![];
+    for interp in interpreters(ctx) {
+        for ts in threads(ctx, interp) {
+            let ident = ctx.off("ts.thread_id").map(|o| ctx.ptr(ts + o)).unwrap_or(0);
+            let tid = ctx.off("ts.native_thread_id").map(|o| ctx.ptr(ts + o)).unwrap_or(0);
+            let label = match (names.get(&ident), tid) {
+                (Some(n), 0) => format!("thread {n}"),
+                (Some(n), t) => format!("thread {n} (tid {t})"),
+                (None, 0) => format!("thread {ident:#x}"),
+                (None, t) => format!("thread tid {t}"),
+            };
+            let tv = new_v(label, &mut vname, &mut vaddr_edges, &mut vvirt_edges);
+            vvirt_edges[0].push((tv, Label::Text(tv)));
+            thread_vs.push(tv);
+            let mut tr: Vec<(u64, Label)> = vec![];
+            for l in ["ts.dict", "ts.async_exc", "ts.current_exception"] {
+                if let Some(o) = ctx.off(l) {
+                    tr.push((ctx.ptr(ts + o), Label::Field(if l == "ts.dict" { "thread-local data" } else { "exception" })));
+                }
+            }
+            if let Some(es) = ctx.off("ts.exc_state") {
+                let n = if ctx.at_least(11) { 1 } else { 3 };
+                let base = ts + es + if ctx.at_least(11) { ctx.off("errstack.exc_value").unwrap_or(0) } else { 0 };
+                for i in 0..n {
+                    tr.push((ctx.ptr(base + 8 * i), Label::Field("handled exception")));
+                }
+            }
+            vaddr_edges[tv as usize].extend(tr);
+            // frames, outermost first, each a virtual node holding its locals
+            let f = thread_frame(ctx, ts);
+            let frames: Vec<u64> = if ctx.at_least(11) {
+                iframes(ctx, f)
+            } else {
+                let mut v = vec![];
+                let back = ctx.off("frameobj.f_back").unwrap_or(24);
+                let mut x = f;
+                while x != 0 && v.len() < 100_000 {
+                    v.push(x);
+                    x = ctx.ptr(x + back);
+                }
+                v
+            };
+            let mut parent = tv;
+            for &fr in frames.iter().rev() {
+                let mut e: Vec<(u64, Label)> = vec![];
+                let code;
+                if ctx.at_least(11) {
+                    code = stackref(ctx, ctx.ptr(fr + ctx.o.if_executable));
+                    iframe_refs(ctx, fr, &mut e);
+                } else {
+                    code = ctx.ptr(fr + ctx.o.f_code);
+                    e.push((fr, Label::Field("frame")));
+                    let nl = {
+                        let o = &ctx.o;
+                        let tl = |t: u64| if t == 0 { 0 } else { ctx.mem.i64(t + 16).unwrap_or(0).clamp(0, 1 << 16) as u64 };
+                        ctx.mem.i32(code + o.co_nlocals).unwrap_or(0).clamp(0, 1 << 16) as u64
+                            + tl(ctx.ptr(code + o.co_cellvars))
+                            + tl(ctx.ptr(code + o.co_freevars))
+                    };
+                    let names = local_names(ctx, code, nl);
+                    for i in 0..nl {
+                        let p = ctx.ptr(fr + ctx.o.f_localsplus + 8 * i);
+                        if let Some(&n) = names.get(i as usize) {
+                            e.push((p, Label::Local(n)));
+                        }
+                    }
+                }
+                // skip C-stack shims (no code object, or None)
+                if code == 0 || code == ctx.known.none {
+                    continue;
+                }
+                let fv = new_v(code_label(ctx, code), &mut vname, &mut vaddr_edges, &mut vvirt_edges);
+                vaddr_edges[fv as usize] = e;
+                vvirt_edges[parent as usize].push((fv, Label::Text(fv)));
+                parent = fv;
+            }
+        }
+    }
+    // interpreter internals
+    let iv = new_v(ROOT_INTERNALS.into(), &mut vname, &mut vaddr_edges, &mut vvirt_edges);
+    vvirt_edges[0].push((iv, Label::Text(iv)));
+    {
+        let mut e: Vec<u64> = vec![];
+        for interp in interpreters(ctx) {
+            for (l, name) in [
+                ("interp.sysdict", "sys.__dict__"),
+                ("interp.builtins", "builtins"),
+                ("interp.dict", "interpreter dict"),
+                ("interp.modules", "sys.modules"),
+            ] {
+                if let Some(o) = ctx.off(l) {
+                    vaddr_edges[iv as usize].push((ctx.ptr(interp + o), Label::Field(name)));
+                }
+            }
+        }
+        super::roots::roots_with(ctx, &mut e, false);
+        vaddr_edges[iv as usize].extend(e.into_iter().map(|p| (p, Label::Field("internal"))));
+    }
+    let nv = new_v(ROOT_NATIVE.into(), &mut vname, &mut vaddr_edges, &mut vvirt_edges);
+    vvirt_edges[0].push((nv, Label::Text(nv)));
+    let uv = new_v(ROOT_UNREACHABLE.into(), &mut vname, &mut vaddr_edges, &mut vvirt_edges);
+    vvirt_edges[0].push((uv, Label::Text(uv)));
+    let first_object = vname.len() as u32;
+
+    // ---- objects
+    let mut b = Builder {
+        ctx,
+        types: Types::default(),
+        index: FxHashMap::default(),
+        queue_addr: vec![],
+        names: FxHashMap::default(),
+        rejected: 0,
+    };
+    let mut tracked = vec![];
+    let gc_tracked = gc_objects(ctx, &mut tracked)?;
+    if gc_tracked == 0 {
+        return Err(HeapError::Invalid("the GC lists are empty".into()));
+    }
+    b.index.reserve(tracked.len() * 4);
+    for &a in &tracked {
+        b.node(a, first_object);
+    }
+    let n_tracked = b.queue_addr.len();
+    drop(tracked);
+    let mut vedges: Vec<Vec<(u32, Label)>> = vvirt_edges;
+    for (v, es) in vaddr_edges.into_iter().enumerate() {
+        for (p, l) in es {
+            let i = b.node(p, first_object);
+            if i != NONE {
+                b.remember_name(l);
+                vedges[v].push((i, l));
+            }
+        }
+    }
+    let mut g_ty = vec![NONE; first_object as usize];
+    let mut g_size = vec![0u64; first_object as usize];
+    let mut g_fp = vec![0u64; first_object as usize];
+    let mut g_flags = vec![VIRTUAL; first_object as usize];
+    let mut g_addr = vec![0u64; first_object as usize];
+    let mut refcnt: Vec<u32> = vec![];
+    let mut edge_start: Vec<u64> = vec![0];
+    let mut edge_to: Vec<u32> = vec![];
+    let mut edge_label: Vec<Label> = vec![];
+    let mut out: Vec<(u64, Label)> = Vec::with_capacity(1024);
+    let mut k = 0usize;
+    while k < b.queue_addr.len() {
+        let a = b.queue_addr[k];
+        let t = ctx.ptr(a + 8);
+        let ti = b.types.get(ctx, t).expect("validated when indexed");
+        let ti = b.types.infos[ti as usize].clone();
+        let is_static = ctx.is_static(a);
+        let (size, fp) = if is_static {
+            (0, 0)
+        } else {
+            let s = getsizeof(ctx, a, &ti);
+            (s, footprint(ctx, a, &ti, s))
+        };
+        g_addr.push(a);
+        g_ty.push(ti.key);
+        g_size.push(size);
+        g_fp.push(fp);
+        g_flags.push(if k < n_tracked { TRACKED } else { 0 } | if is_static { STATIC } else { 0 });
+        refcnt.push(ctx.mem.u32(a).unwrap_or(0));
+        out.clear();
+        out.push((t, Label::Class));
+        refs(ctx, a, &ti, &mut out, &mut items);
+        for &(p, l) in out.iter() {
+            let i = b.node(p, first_object);
+            if i != NONE {
+                b.remember_name(l);
+                edge_to.push(i);
+                edge_label.push(l);
+            }
+        }
+        edge_start.push(edge_to.len() as u64);
+        k += 1;
+    }
+    let type_names = b.types.key_names.clone();
+    let mut type_kinds = vec![Kind::Other; type_names.len()];
+    for ti in &b.types.infos {
+        type_kinds[ti.key as usize] = ti.kind;
+    }
+    let mut g = Graph {
+        first_object,
+        addr: g_addr,
+        ty: g_ty,
+        size: g_size,
+        footprint: g_fp,
+        flags: g_flags,
+        vname,
+        edge_start,
+        edge_to,
+        edge_label,
+        vedges,
+        type_names,
+        type_kinds,
+        names: b.names,
+        census: Census { gc_tracked: gc_tracked as u64, rejected_refs: b.rejected, ..Default::default() },
+    };
+
+    // ---- native referrers: refcount beyond the references found (immortal and static objects excluded)
+    let n = g.len();
+    let mut indeg = vec![0u32; n];
+    for v in 0..n as u32 {
+        for (t, l) in g.succ(v) {
+            if !matches!(l, Label::Field("internal")) || !g.is_virtual(v) {
+                indeg[t as usize] = indeg[t as usize].saturating_add(1);
+            }
+        }
+    }
+    let immortal = |rc: u32| -> bool {
+        if ctx.at_least(14) {
+            rc >= 0x8000_0000
+        } else if ctx.at_least(12) {
+            rc == 0xFFFF_FFFF
+        } else {
+            false
+        }
+    };
+    let mut native = vec![];
+    for i in first_object as usize..n {
+        let rc = refcnt[i - first_object as usize];
+        if g.flags[i] & STATIC == 0 && !immortal(rc) && rc > indeg[i] {
+            native.push((i as u32, Label::Field("native")));
+        }
+    }
+    g.vedges[nv as usize] = native;
+    // ---- unreachable: on the GC lists but not reachable from any root
+    let mut seen = vec![false; n];
+    let mut stack = vec![0u32];
+    seen[0] = true;
+    while let Some(v) = stack.pop() {
+        for (t, _) in g.succ(v) {
+            if !seen[t as usize] {
+                seen[t as usize] = true;
+                stack.push(t);
+            }
+        }
+    }
+    let unreached: Vec<(u32, Label)> =
+        (first_object..n as u32).filter(|&i| !seen[i as usize]).map(|i| (i, Label::Field("cycle"))).collect();
+    g.vedges[uv as usize] = unreached;
+
+    // ---- the census, from the same nodes
+    let mut tallies: Vec<TypeTally> = vec![TypeTally::default(); g.type_names.len()];
+    for i in first_object as usize..n {
+        if g.flags[i] & STATIC != 0 {
+            g.census.static_objects += 1;
+            continue;
+        }
+        let t = &mut tallies[g.ty[i] as usize];
+        t.count += 1;
+        t.bytes += g.size[i];
+        t.footprint += g.footprint[i];
+        t.tracked += (g.flags[i] & TRACKED != 0) as u64;
+    }
+    for (k, mut t) in tallies.into_iter().enumerate() {
+        if t.count == 0 {
+            continue;
+        }
+        (t.module, t.name) = g.type_names[k].clone();
+        g.census.objects += t.count;
+        g.census.bytes += t.bytes;
+        g.census.footprint += t.footprint;
+        g.census.types.push(t);
+    }
+    g.census.sort();
+    let _ = decode::Offs::new;
+    Ok(g)
+}
