@@ -2,6 +2,9 @@
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
+use pymemspy::analysis::flame::{self, FlameOptions};
+use pymemspy::analysis::{DomTree, SizeModel, paths};
+use pymemspy::heap::graph;
 use pymemspy::output::{table, write_atomic};
 use pymemspy::snapshot::{self, Options};
 use pymemspy::target::Target;
@@ -63,6 +66,43 @@ pub enum Cmd {
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
+    /// Flamegraph of retained memory: which module, global, container and object chain keeps it alive
+    Record {
+        #[command(flatten)]
+        attach: Attach,
+        /// Output file (default: pymemspy-PID-TIME.EXT in the current directory)
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Output format
+        #[arg(short, long, value_enum, default_value_t = RecordFormat::Svg)]
+        format: RecordFormat,
+        /// Stacks by retaining path (dominator tree), or by type then who retains it
+        #[arg(long, value_enum, default_value_t = By::Path)]
+        by: By,
+        /// Size each object contributes
+        #[arg(long, value_enum, default_value_t = Size::Footprint)]
+        size: Size,
+        /// Deepest frame of the flamegraph
+        #[arg(long, default_value_t = 48)]
+        max_depth: usize,
+        /// Frames narrower than this percentage of the total are merged into their parent
+        #[arg(long, default_value_t = 0.05)]
+        min_percent: f64,
+    },
+    /// Shortest reference chains from the roots to objects of a type (or at an address): who keeps them alive
+    Paths {
+        #[command(flatten)]
+        attach: Attach,
+        /// Type name, e.g. Order or billing.models.Order
+        #[arg(long, required_unless_present = "address")]
+        r#type: Option<String>,
+        /// Object address (hex, as id() shows it in decimal or hex)
+        #[arg(long, conflicts_with = "type")]
+        address: Option<String>,
+        /// Number of chains
+        #[arg(short, long, default_value_t = 5)]
+        limit: usize,
+    },
     /// Show what pymemspy found about a process: version, binary, addresses, chosen layout
     Inspect {
         #[arg(short, long)]
@@ -74,6 +114,43 @@ pub enum Cmd {
         #[arg(short, long)]
         pid: i32,
     },
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecordFormat {
+    Svg,
+    Folded,
+    Json,
+}
+
+impl RecordFormat {
+    fn extension(self) -> &'static str {
+        match self {
+            RecordFormat::Svg => "svg",
+            RecordFormat::Folded => "folded",
+            RecordFormat::Json => "json",
+        }
+    }
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum By {
+    Path,
+    Type,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Size {
+    Footprint,
+    Getsizeof,
+}
+
+fn parse_address(s: &str) -> Result<u64> {
+    let r = match s.strip_prefix("0x") {
+        Some(h) => u64::from_str_radix(h, 16),
+        None => s.parse::<u64>(),
+    };
+    r.with_context(|| format!("{s} is not an address (decimal as id() prints it, or 0x-hex)"))
 }
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -90,6 +167,83 @@ pub fn run(cli: Cli) -> Result<()> {
                     eprintln!("Wrote {} ({} objects, {} bytes)", p.display(), report.objects, report.bytes);
                 }
                 None => print!("{text}"),
+            }
+        }
+        Cmd::Record { attach, output, format, by, size, max_depth, min_percent } => {
+            let model = match size {
+                Size::Footprint => SizeModel::Footprint,
+                Size::Getsizeof => SizeModel::Getsizeof,
+            };
+            let fopts = FlameOptions { max_depth: max_depth.max(1), min_fraction: (min_percent / 100.0).max(0.0) };
+            let (stacks, meta) = snapshot::with_heap(attach.pid, &attach.options(), |ctx| {
+                let g = graph::build(ctx)?;
+                let d = DomTree::new(&g, model);
+                Ok(match by {
+                    By::Path => flame::by_path(&g, &d, &fopts),
+                    By::Type => flame::by_type(&g, &d, &fopts),
+                })
+            })?;
+            let when = chrono::DateTime::from_timestamp(meta.taken_at as i64, 0).unwrap_or_default();
+            let path = output.unwrap_or_else(|| {
+                PathBuf::from(format!("pymemspy-{}-{}.{}", meta.pid, when.format("%Y%m%dT%H%M%S"), format.extension()))
+            });
+            let title = format!(
+                "pymemspy: pid {} Python {} — {} objects, {} retained ({} UTC)",
+                meta.pid,
+                meta.python_version,
+                stacks.objects,
+                pymemspy::output::human_bytes(stacks.total),
+                when.format("%Y-%m-%d %H:%M:%S")
+            );
+            let subtitle = format!(
+                "{} by {}; widths are {} bytes; paused {:.1} ms",
+                meta.executable,
+                if by == By::Path { "retaining path (dominator tree)" } else { "type, then who retains it" },
+                if model == SizeModel::Footprint { "footprint" } else { "sys.getsizeof" },
+                meta.pause_ms
+            );
+            let bytes = match format {
+                RecordFormat::Svg => pymemspy::output::flame::svg(&stacks, &title, &subtitle)?,
+                RecordFormat::Folded => {
+                    if stacks.lines.is_empty() {
+                        return Err(pymemspy::output::flame::FlameError::Empty.into());
+                    }
+                    stacks.folded().into_bytes()
+                }
+                RecordFormat::Json => {
+                    let m = serde_json::to_value(&meta)?;
+                    serde_json::to_vec(&pymemspy::output::flame::json_tree(&stacks, m, 8))?
+                }
+            };
+            write_atomic(&path, &bytes).with_context(|| format!("cannot write {}", path.display()))?;
+            eprintln!(
+                "Wrote {} to '{}'. Objects: {}, bytes: {}, paused {:.1} ms",
+                match format {
+                    RecordFormat::Svg => "flamegraph",
+                    RecordFormat::Folded => "folded stacks",
+                    RecordFormat::Json => "JSON",
+                },
+                path.display(),
+                stacks.objects,
+                stacks.total,
+                meta.pause_ms
+            );
+        }
+        Cmd::Paths { attach, r#type, address, limit } => {
+            let target = match (r#type, address) {
+                (_, Some(a)) => paths::Target::Address(parse_address(&a)?),
+                (Some(t), None) => paths::Target::Type(t),
+                (None, None) => anyhow::bail!("give --type or --address"),
+            };
+            let (chains, _meta) = snapshot::with_heap(attach.pid, &attach.options(), |ctx| {
+                let g = graph::build(ctx)?;
+                Ok(paths::shortest_paths(&g, &target, limit))
+            })?;
+            if chains.is_empty() {
+                anyhow::bail!("no live object matched in process {}", attach.pid);
+            }
+            for c in chains {
+                println!("{}", c.join(" → "));
             }
         }
         Cmd::Inspect { pid } => {

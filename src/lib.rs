@@ -10,3 +10,4 @@ pub mod memory;
 pub mod output;
 pub mod target;
 pub mod snapshot;
+pub mod analysis;

@@ -81,8 +81,29 @@ pub fn known_addresses(t: &Target, cap: &Capture) -> Known {
     k
 }
 
-/// Open `pid`, copy its memory and take a census.
-pub fn census(pid: i32, opts: &Options) -> Result<Report, Error> {
+/// What every analysis of one snapshot reports about how it was taken.
+#[derive(Debug, Clone, Serialize)]
+pub struct Meta {
+    pub pid: i32,
+    pub python_version: String,
+    pub executable: String,
+    pub pause_ms: f64,
+    pub threads_stopped: usize,
+    pub snapshot_bytes: u64,
+    pub attempts: u32,
+    pub walk_ms: f64,
+    pub layout: String,
+    pub warnings: Vec<String>,
+    /// Seconds since the Unix epoch when the copy was taken.
+    pub taken_at: u64,
+}
+
+/// Open `pid`, copy its memory (retrying when the copy caught it mid-collection) and run `f` on the copy.
+pub fn with_heap<T>(
+    pid: i32,
+    opts: &Options,
+    f: impl Fn(&Ctx) -> Result<T, HeapError>,
+) -> Result<(T, Meta), Error> {
     let t_open = Instant::now();
     let target = Target::open(pid)?;
     log::info!("open: {:?}", t_open.elapsed());
@@ -102,6 +123,7 @@ pub fn census(pid: i32, opts: &Options) -> Result<Report, Error> {
         }
         let t_cap = Instant::now();
         let cap = target.capture(opts.nonblocking, opts.stop_timeout)?;
+        let taken_at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         log::info!("capture: {:?} (paused {:?}, {} bytes)", t_cap.elapsed(), cap.pause, cap.snapshot.total_bytes());
         let t0 = Instant::now();
         let known = known_addresses(&target, &cap);
@@ -109,10 +131,23 @@ pub fn census(pid: i32, opts: &Options) -> Result<Report, Error> {
         let interned = if target.version.at_least(12) { None } else { target.python.local_symbol("interned") };
         let ctx = Ctx::new(&cap.snapshot, &layout, known, target.runtime, images, interned)
             .map_err(|source| Error::Heap { pid, source })?;
-        match crate::heap::walk::census(&ctx) {
-            Ok(c) => {
+        match f(&ctx) {
+            Ok(v) => {
                 log::info!("walk: {:?}", t0.elapsed());
-                return Ok(report(&target, &layout, &cap, c, attempt, t0.elapsed(), warnings));
+                let meta = Meta {
+                    pid,
+                    python_version: target.version.to_string(),
+                    executable: target.exe.clone(),
+                    pause_ms: cap.pause.as_secs_f64() * 1000.0,
+                    threads_stopped: cap.threads,
+                    snapshot_bytes: cap.snapshot.total_bytes(),
+                    attempts: attempt,
+                    walk_ms: t0.elapsed().as_secs_f64() * 1000.0,
+                    layout: layout.table.build.clone(),
+                    warnings,
+                    taken_at,
+                };
+                return Ok((v, meta));
             }
             Err(e) if e.is_transient() => {
                 log::info!("attempt {attempt}: {e}; letting the target run and retrying");
@@ -126,31 +161,29 @@ pub fn census(pid: i32, opts: &Options) -> Result<Report, Error> {
     Err(Error::Inconsistent { pid, attempts: opts.attempts, last: last.unwrap() })
 }
 
-fn report(
-    t: &Target,
-    layout: &Layout,
-    cap: &Capture,
-    c: Census,
-    attempts: u32,
-    walk: Duration,
-    warnings: Vec<String>,
-) -> Report {
+/// Open `pid`, copy its memory and take a census.
+pub fn census(pid: i32, opts: &Options) -> Result<Report, Error> {
+    let (c, m) = with_heap(pid, opts, crate::heap::walk::census)?;
+    Ok(report(m, c))
+}
+
+fn report(m: Meta, c: Census) -> Report {
     Report {
-        pid: t.pid,
-        python_version: t.version.to_string(),
-        executable: t.exe.clone(),
+        pid: m.pid,
+        python_version: m.python_version,
+        executable: m.executable,
         objects: c.objects,
         bytes: c.bytes,
         footprint: c.footprint,
-        pause_ms: cap.pause.as_secs_f64() * 1000.0,
+        pause_ms: m.pause_ms,
         gc_tracked: c.gc_tracked,
         static_objects: c.static_objects,
-        threads_stopped: cap.threads,
-        snapshot_bytes: cap.snapshot.total_bytes(),
-        attempts,
-        walk_ms: walk.as_secs_f64() * 1000.0,
-        layout: layout.table.build.clone(),
-        warnings,
+        threads_stopped: m.threads_stopped,
+        snapshot_bytes: m.snapshot_bytes,
+        attempts: m.attempts,
+        walk_ms: m.walk_ms,
+        layout: m.layout,
+        warnings: m.warnings,
         types: c.types,
     }
 }

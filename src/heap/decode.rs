@@ -433,11 +433,16 @@ pub fn iframe_refs<S: Sink>(ctx: &Ctx, f: u64, out: &mut S) {
     if some(o.if_funcobj) {
         out.add(stackref(ctx, ctx.ptr(f + o.if_funcobj)), Label::Field("f_func"));
     }
+    let globals = ctx.ptr(f + o.if_globals);
     for (off, name) in
         [(o.if_globals, "f_globals"), (o.if_builtins, "f_builtins"), (o.if_locals, "f_locals"), (o.if_frame_obj, "frame")]
     {
         if some(off) {
-            out.add(ctx.ptr(f + off), Label::Field(name));
+            let p = ctx.ptr(f + off);
+            // a module-level frame's locals are its globals: say so once
+            if name != "f_locals" || p != globals {
+                out.add(p, Label::Field(name));
+            }
         }
     }
     let base = f + o.if_localsplus;
@@ -485,16 +490,7 @@ fn key_label(ctx: &Ctx, k: u64, attr: bool) -> Label {
     if ctx.mem.u64(k + 8) == Some(ctx.known.str_type) {
         if attr { Label::Attr(k) } else { Label::StrKey(k) }
     } else {
-        Label::OtherKey
-    }
-}
-
-/// Items of a dict as edges of its owner (module globals, class and instance attributes): `.name`.
-fn dict_as_attrs<S: Sink>(ctx: &Ctx, d: u64, out: &mut S, items: &mut Vec<(u64, u64)>) {
-    items.clear();
-    dict_items(ctx, d, items);
-    for &(k, v) in items.iter() {
-        out.add(v, key_label(ctx, k, true));
+        Label::OtherKey(k)
     }
 }
 
@@ -520,7 +516,7 @@ pub fn refs<S: Sink>(ctx: &Ctx, a: u64, ti: &TypeInfo, out: &mut S, items: &mut 
             dict_items(ctx, a, items);
             for &(k, v) in items.iter() {
                 out.add(k, Label::DictKey);
-                out.add(v, if S::LABELS { key_label(ctx, k, false) } else { Label::OtherKey });
+                out.add(v, if S::LABELS { key_label(ctx, k, false) } else { Label::None });
             }
         }
         Kind::Set => {
@@ -543,9 +539,6 @@ pub fn refs<S: Sink>(ctx: &Ctx, a: u64, ti: &TypeInfo, out: &mut S, items: &mut 
             let d = ctx.ptr(a + o.md_dict);
             out.add(d, Label::Field("__dict__"));
             out.add(ctx.ptr(a + o.md_name), Label::Field("__name__"));
-            if S::LABELS {
-                dict_as_attrs(ctx, d, out, items);
-            }
         }
         Kind::Function => {
             for (i, &f) in o.func_fields.iter().enumerate() {
@@ -611,7 +604,7 @@ fn scan<S: Sink>(ctx: &Ctx, a: u64, ti: &TypeInfo, basicsize: i64, out: &mut S) 
     }
 }
 
-fn type_refs<S: Sink>(ctx: &Ctx, t: u64, out: &mut S, items: &mut Vec<(u64, u64)>) {
+fn type_refs<S: Sink>(ctx: &Ctx, t: u64, out: &mut S, _items: &mut Vec<(u64, u64)>) {
     let o = &ctx.o;
     let d = ctx.ptr(t + ctx.tp_dict);
     out.add(d, Label::Field("__dict__"));
@@ -636,9 +629,6 @@ fn type_refs<S: Sink>(ctx: &Ctx, t: u64, out: &mut S, items: &mut Vec<(u64, u64)
                 out.add(ctx.ptr(ki.entries + i * ki.entry_size + ki.key_off), Label::Field("shared keys"));
             }
         }
-        if S::LABELS && d != 0 {
-            dict_as_attrs(ctx, d, out, items);
-        }
     } else if ctx.at_least(12) && d == 0 {
         // static builtin type: its dict lives in the interpreter (interp->types, index tp_subclasses - 1)
         if let Some(d) = super::roots::static_type_dict(ctx, t) {
@@ -662,8 +652,12 @@ fn frame_refs<S: Sink>(ctx: &Ctx, f: u64, out: &mut S) {
     let code = ctx.ptr(f + o.f_code);
     out.add(code, Label::Field("f_code"));
     out.add(ctx.ptr(f + 40), Label::Field("f_builtins"));
-    out.add(ctx.ptr(f + 48), Label::Field("f_globals"));
-    out.add(ctx.ptr(f + o.f_locals), Label::Field("f_locals"));
+    let globals = ctx.ptr(f + 48);
+    out.add(globals, Label::Field("f_globals"));
+    let locals = ctx.ptr(f + o.f_locals);
+    if locals != globals {
+        out.add(locals, Label::Field("f_locals"));
+    }
     let tuple_len = |t: u64| if t == 0 { 0 } else { ctx.mem.i64(t + 16).unwrap_or(0).clamp(0, 1 << 16) as u64 };
     let nlocals = ctx.mem.i32(code + o.co_nlocals).unwrap_or(0).clamp(0, 1 << 16) as u64;
     let ncells = tuple_len(ctx.ptr(code + o.co_cellvars));
@@ -743,8 +737,5 @@ fn instance_refs<S: Sink>(ctx: &Ctx, a: u64, ti: &TypeInfo, out: &mut S, items: 
     }
     if dict != 0 {
         out.add(dict, Label::Field("__dict__"));
-        if S::LABELS {
-            dict_as_attrs(ctx, dict, out, items);
-        }
     }
 }

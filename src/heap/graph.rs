@@ -86,7 +86,8 @@ impl Graph {
             Label::Item => "[*]".into(),
             Label::DictKey => "(key)".into(),
             Label::StrKey(k) => format!("['{}']", short(self.name(0, k))),
-            Label::OtherKey => "[…]".into(),
+            Label::OtherKey(0) => "[…]".into(),
+            Label::OtherKey(k) => format!("[{}]", short(self.name(2, k))),
             Label::Attr(k) => format!(".{}", short(self.name(0, k))),
             Label::CAttr(k) => format!(".{}", short(self.name(1, k))),
             Label::Field(f) => f.to_string(),
@@ -151,12 +152,21 @@ impl Builder<'_, '_> {
         let (kind, a) = match l {
             Label::StrKey(a) | Label::Attr(a) | Label::Local(a) | Label::Module(a) => (0u8, a),
             Label::CAttr(a) => (1u8, a),
+            Label::OtherKey(a) => (2u8, a),
             _ => return,
         };
         if self.names.contains_key(&(kind, a)) {
             return;
         }
-        let s = if kind == 0 { read_str(self.ctx, a) } else { self.ctx.mem.cstr(a, 256) };
+        let s = match kind {
+            0 => read_str(self.ctx, a).map(|s| format!("{s}")),
+            1 => self.ctx.mem.cstr(a, 256),
+            _ => {
+                // an int key shows its value; anything else is elided
+                let is_int = self.ctx.mem.u64(a + 8) == self.ctx.known.kinds.iter().find(|k| k.1 == Kind::Int).map(|k| k.0);
+                Some(if is_int { int_value(self.ctx, a).map(|v| v.to_string()).unwrap_or("…".into()) } else { "…".into() })
+            }
+        };
         self.names.insert((kind, a), s.unwrap_or_else(|| "?".into()));
     }
 }

@@ -13,8 +13,8 @@ pub enum Label {
     DictKey,
     /// value of a dict entry with a str key (the str's address): `['key']`
     StrKey(u64),
-    /// value of a dict entry with any other key: `[…]`
-    OtherKey,
+    /// value of a dict entry with any other key (its address): `[…]`, or `[1234]` in reference chains
+    OtherKey(u64),
     /// attribute (module global, class or instance attribute) named by a str object: `.name`
     Attr(u64),
     /// attribute named by a C string (a `__slots__` member): `.name`
@@ -27,6 +27,21 @@ pub enum Label {
     Module(u64),
     /// a label from the graph's own string table (roots, threads, frames)
     Text(u32),
+}
+
+impl Label {
+    /// References that give context rather than ownership: an object's class, a function's or frame's globals and
+    /// builtins. The dominator tree follows them only to objects nothing else reaches, so that a module's globals
+    /// stay under the module even when functions defined there are used elsewhere.
+    pub fn is_context(&self) -> bool {
+        matches!(
+            self,
+            Label::Class
+                | Label::Field(
+                    "f_globals" | "f_builtins" | "f_code" | "f_func" | "func_globals" | "func_builtins" | "__module__"
+                )
+        )
+    }
 }
 
 /// Receiver of the references a decoder finds.

@@ -1,5 +1,6 @@
 //! Rendering results for people and programs: terminal tables and JSON. Takes aggregated data, never raw memory.
 
+pub mod flame;
 pub mod table;
 
 use std::io::Write;

@@ -1,0 +1,277 @@
+//! Flamegraph stacks from the dominator tree: `--by path` (each object at its retaining path) and `--by type`
+//! (each type, then who retains it). Siblings with the same frame merge, runs of identical frames fold into one.
+
+use super::DomTree;
+use crate::heap::graph::Graph;
+use crate::heap::label::Label;
+use rustc_hash::FxHashMap;
+
+/// Limits that keep a huge heap's flamegraph readable and small.
+#[derive(Debug, Clone)]
+pub struct FlameOptions {
+    /// Deepest frame; deeper objects are added to the frame at this depth.
+    pub max_depth: usize,
+    /// Frames narrower than this fraction of the total are merged into their parent.
+    pub min_fraction: f64,
+}
+
+impl Default for FlameOptions {
+    fn default() -> Self {
+        FlameOptions { max_depth: 48, min_fraction: 0.0005 }
+    }
+}
+
+/// A frame's identity: how it is referred to, and what it is.
+type Key = (Option<Label>, u32, bool);
+
+struct Trie {
+    key: Vec<Key>,
+    parent: Vec<u32>,
+    bytes: Vec<u64>,
+    count: Vec<u64>,
+    /// longest run of identical frames folded into this one
+    run: Vec<u32>,
+    depth: Vec<u32>,
+    map: FxHashMap<(u32, Key), u32>,
+}
+
+impl Trie {
+    fn new() -> Trie {
+        Trie {
+            key: vec![(None, u32::MAX, true)],
+            parent: vec![u32::MAX],
+            bytes: vec![0],
+            count: vec![0],
+            run: vec![1],
+            depth: vec![0],
+            map: FxHashMap::default(),
+        }
+    }
+    fn child(&mut self, parent: u32, key: Key) -> u32 {
+        if let Some(&c) = self.map.get(&(parent, key)) {
+            return c;
+        }
+        let c = self.key.len() as u32;
+        self.key.push(key);
+        self.parent.push(parent);
+        self.bytes.push(0);
+        self.count.push(0);
+        self.run.push(1);
+        self.depth.push(self.depth[parent as usize] + 1);
+        self.map.insert((parent, key), c);
+        c
+    }
+}
+
+/// Folded stacks (`frame;frame;frame BYTES`), heaviest first.
+pub struct Stacks {
+    pub lines: Vec<(Vec<String>, u64)>,
+    pub total: u64,
+    pub objects: u64,
+}
+
+impl Stacks {
+    pub fn folded(&self) -> String {
+        let mut s = String::new();
+        for (frames, v) in &self.lines {
+            s.push_str(&frames.join(";"));
+            s.push(' ');
+            s.push_str(&v.to_string());
+            s.push('\n');
+        }
+        s
+    }
+}
+
+/// Make a frame safe for folded stacks: no `;`, no line breaks or control characters.
+pub fn sanitize(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            ';' => ',',
+            c if c.is_control() => ' ',
+            c => c,
+        })
+        .collect()
+}
+
+fn key_of(g: &Graph, d: &DomTree, v: u32) -> Key {
+    if g.is_virtual(v) {
+        return (Some(Label::Text(v)), u32::MAX, true);
+    }
+    let mut l = d.label[v as usize];
+    if d.idom[v as usize] == 0 && l.is_none() {
+        // dominated by no single root: reachable from several
+        l = Some(Label::Field("shared"));
+    }
+    match l {
+        // values of an object's __dict__ are its attributes
+        Some(Label::StrKey(k)) => {
+            let p = d.idom[v as usize];
+            if p != u32::MAX && d.label[p as usize] == Some(Label::Field("__dict__")) {
+                l = Some(Label::Attr(k));
+            }
+        }
+        // siblings under any non-str key merge
+        Some(Label::OtherKey(_)) => l = Some(Label::OtherKey(0)),
+        _ => {}
+    }
+    (l, g.ty[v as usize], false)
+}
+
+/// A `__dict__` is shown as part of its owner: its bytes go to the owner's frame, its items below the owner.
+fn elided(g: &Graph, d: &DomTree, v: u32) -> bool {
+    !g.is_virtual(v)
+        && d.label[v as usize] == Some(Label::Field("__dict__"))
+        && g.type_kinds[g.ty[v as usize] as usize] == crate::heap::types::Kind::Dict
+}
+
+fn frame_text(g: &Graph, key: &Key) -> String {
+    let (label, ty, virt) = *key;
+    if virt {
+        return match label {
+            Some(Label::Text(v)) => g.vname[v as usize].clone(),
+            _ => "all".into(),
+        };
+    }
+    let tname = {
+        let (m, n) = &g.type_names[ty as usize];
+        if m.is_empty() || m == "builtins" { n.clone() } else { format!("{m}.{n}") }
+    };
+    match label {
+        Some(Label::Module(_)) => g.render_label(label.unwrap()),
+        Some(Label::Field("shared")) => format!("shared {tname}"),
+        Some(Label::Text(_)) | None | Some(Label::None) => tname,
+        Some(l) => format!("{} {}", g.render_label(l), tname),
+    }
+}
+
+/// Stacks by retaining path: every object's own size at its dominator-tree path.
+pub fn by_path(g: &Graph, d: &DomTree, opts: &FlameOptions) -> Stacks {
+    let order = crate::heap::dominators::preorder(&d.idom, 0);
+    let mut trie = Trie::new();
+    let mut at = vec![0u32; g.len()];
+    let mut objects = 0;
+    for &v in &order {
+        if v == 0 {
+            continue;
+        }
+        let p = d.idom[v as usize];
+        let pt = at[p as usize];
+        let key = key_of(g, d, v);
+        let t = if elided(g, d, v) {
+            pt
+        } else if pt != 0 && trie.key[pt as usize] == key {
+            // a run of identical frames (a linked list, a deep tree): fold
+            let run = &mut trie.run[pt as usize];
+            *run = run.saturating_add(1);
+            pt
+        } else if trie.depth[pt as usize] as usize >= opts.max_depth {
+            pt
+        } else {
+            trie.child(pt, key)
+        };
+        at[v as usize] = t;
+        trie.bytes[t as usize] += d.own[v as usize];
+        if !g.is_virtual(v) {
+            trie.count[t as usize] += 1;
+            objects += 1;
+        }
+    }
+    emit(g, &trie, opts, objects)
+}
+
+/// Stacks by type: the type first, then the frames of its retaining path, nearest first.
+pub fn by_type(g: &Graph, d: &DomTree, opts: &FlameOptions) -> Stacks {
+    let mut trie = Trie::new();
+    let mut objects = 0;
+    let depth = opts.max_depth.min(12);
+    for v in g.first_object..g.len() as u32 {
+        let own = d.own[v as usize];
+        if d.idom[v as usize] == u32::MAX || own == 0 {
+            continue;
+        }
+        let mut t = trie.child(0, (None, g.ty[v as usize], false));
+        let mut u = d.idom[v as usize];
+        let mut n = 0;
+        let mut prev: Option<Key> = None;
+        while u != 0 && u != u32::MAX && n < depth {
+            let k = key_of(g, d, u);
+            if prev != Some(k) && !elided(g, d, u) {
+                t = trie.child(t, k);
+                n += 1;
+            }
+            prev = Some(k);
+            u = d.idom[u as usize];
+        }
+        trie.bytes[t as usize] += own;
+        trie.count[t as usize] += 1;
+        objects += 1;
+    }
+    emit(g, &trie, opts, objects)
+}
+
+fn emit(g: &Graph, trie: &Trie, opts: &FlameOptions, objects: u64) -> Stacks {
+    let n = trie.key.len();
+    // subtree totals (children always come after parents)
+    let mut total = trie.bytes.clone();
+    let mut tcount = trie.count.clone();
+    for i in (1..n).rev() {
+        let p = trie.parent[i] as usize;
+        total[p] += total[i];
+        tcount[p] += tcount[i];
+    }
+    let grand = total[0];
+    let min = (grand as f64 * opts.min_fraction) as u64;
+    // nodes kept: above the threshold, with every ancestor kept; the rest is added to the nearest kept ancestor
+    let mut kept = vec![false; n];
+    kept[0] = true;
+    let mut value = vec![0u64; n];
+    for i in 0..n {
+        let p = trie.parent.get(i).copied().unwrap_or(u32::MAX);
+        if i > 0 {
+            kept[i] = kept[p as usize] && total[i] >= min.max(1);
+        }
+        let mut k = i;
+        while !kept[k] {
+            k = trie.parent[k] as usize;
+        }
+        value[k] += trie.bytes[i];
+    }
+    let mut texts: Vec<Option<String>> = vec![None; n];
+    let mut lines = vec![];
+    for i in 1..n {
+        if !kept[i] || value[i] == 0 {
+            continue;
+        }
+        let mut frames = vec![];
+        let mut k = i;
+        while k != 0 {
+            if texts[k].is_none() {
+                let mut s = frame_text(g, &trie.key[k]);
+                if trie.run[k] > 1 {
+                    s.push_str(&format!(" (run of {})", trie.run[k]));
+                }
+                if tcount[k] > 1 && !trie.key[k].2 {
+                    s.push_str(&format!(" ×{}", tcount[k]));
+                }
+                texts[k] = Some(sanitize(&s));
+            }
+            frames.push(texts[k].clone().unwrap());
+            k = trie.parent[k] as usize;
+        }
+        frames.reverse();
+        lines.push((frames, value[i]));
+    }
+    lines.sort_by(|a, b| a.0.cmp(&b.0));
+    Stacks { lines, total: grand, objects }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sanitizes_frames() {
+        assert_eq!(sanitize("['a;b']\nx"), "['a,b'] x");
+    }
+}
