@@ -12,7 +12,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Parser, Debug)]
-#[command(name = "pymemspy", version, about = "Where did a running Python process's memory go? Read from outside, no restart.")]
+#[command(
+    name = "pymemspy",
+    version,
+    about = "Where did a running Python process's memory go? Read from outside, no restart."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub cmd: Cmd,
@@ -155,7 +159,12 @@ fn parse_address(s: &str) -> Result<u64> {
 
 pub fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
-        Cmd::Summary { attach, format, limit, output } => {
+        Cmd::Summary {
+            attach,
+            format,
+            limit,
+            output,
+        } => {
             let report = snapshot::census(attach.pid, &attach.options())?;
             let text = match format {
                 SummaryFormat::Json => serde_json::to_string(&report)? + "\n",
@@ -163,18 +172,35 @@ pub fn run(cli: Cli) -> Result<()> {
             };
             match output {
                 Some(p) => {
-                    write_atomic(&p, text.as_bytes()).with_context(|| format!("cannot write {}", p.display()))?;
-                    eprintln!("Wrote {} ({} objects, {} bytes)", p.display(), report.objects, report.bytes);
+                    write_atomic(&p, text.as_bytes())
+                        .with_context(|| format!("cannot write {}", p.display()))?;
+                    eprintln!(
+                        "Wrote {} ({} objects, {} bytes)",
+                        p.display(),
+                        report.objects,
+                        report.bytes
+                    );
                 }
                 None => print!("{text}"),
             }
         }
-        Cmd::Record { attach, output, format, by, size, max_depth, min_percent } => {
+        Cmd::Record {
+            attach,
+            output,
+            format,
+            by,
+            size,
+            max_depth,
+            min_percent,
+        } => {
             let model = match size {
                 Size::Footprint => SizeModel::Footprint,
                 Size::Getsizeof => SizeModel::Getsizeof,
             };
-            let fopts = FlameOptions { max_depth: max_depth.max(1), min_fraction: (min_percent / 100.0).max(0.0) };
+            let fopts = FlameOptions {
+                max_depth: max_depth.max(1),
+                min_fraction: (min_percent / 100.0).max(0.0),
+            };
             let (stacks, meta) = snapshot::with_heap(attach.pid, &attach.options(), |ctx| {
                 let g = graph::build(ctx)?;
                 let d = DomTree::new(&g, model);
@@ -183,9 +209,15 @@ pub fn run(cli: Cli) -> Result<()> {
                     By::Type => flame::by_type(&g, &d, &fopts),
                 })
             })?;
-            let when = chrono::DateTime::from_timestamp(meta.taken_at as i64, 0).unwrap_or_default();
+            let when =
+                chrono::DateTime::from_timestamp(meta.taken_at as i64, 0).unwrap_or_default();
             let path = output.unwrap_or_else(|| {
-                PathBuf::from(format!("pymemspy-{}-{}.{}", meta.pid, when.format("%Y%m%dT%H%M%S"), format.extension()))
+                PathBuf::from(format!(
+                    "pymemspy-{}-{}.{}",
+                    meta.pid,
+                    when.format("%Y%m%dT%H%M%S"),
+                    format.extension()
+                ))
             });
             let title = format!(
                 "pymemspy: pid {} Python {} — {} objects, {} retained ({} UTC)",
@@ -198,8 +230,16 @@ pub fn run(cli: Cli) -> Result<()> {
             let subtitle = format!(
                 "{} by {}; widths are {} bytes; paused {:.1} ms",
                 meta.executable,
-                if by == By::Path { "retaining path (dominator tree)" } else { "type, then who retains it" },
-                if model == SizeModel::Footprint { "footprint" } else { "sys.getsizeof" },
+                if by == By::Path {
+                    "retaining path (dominator tree)"
+                } else {
+                    "type, then who retains it"
+                },
+                if model == SizeModel::Footprint {
+                    "footprint"
+                } else {
+                    "sys.getsizeof"
+                },
                 meta.pause_ms
             );
             let bytes = match format {
@@ -215,7 +255,8 @@ pub fn run(cli: Cli) -> Result<()> {
                     serde_json::to_vec(&pymemspy::output::flame::json_tree(&stacks, m, 8))?
                 }
             };
-            write_atomic(&path, &bytes).with_context(|| format!("cannot write {}", path.display()))?;
+            write_atomic(&path, &bytes)
+                .with_context(|| format!("cannot write {}", path.display()))?;
             eprintln!(
                 "Wrote {} to '{}'. Objects: {}, bytes: {}, paused {:.1} ms",
                 match format {
@@ -229,7 +270,12 @@ pub fn run(cli: Cli) -> Result<()> {
                 meta.pause_ms
             );
         }
-        Cmd::Paths { attach, r#type, address, limit } => {
+        Cmd::Paths {
+            attach,
+            r#type,
+            address,
+            limit,
+        } => {
             let target = match (r#type, address) {
                 (_, Some(a)) => paths::Target::Address(parse_address(&a)?),
                 (Some(t), None) => paths::Target::Type(t),
@@ -251,10 +297,32 @@ pub fn run(cli: Cli) -> Result<()> {
             println!("pid               {}", t.pid);
             println!("executable        {}", t.exe);
             println!("python            {}", t.version);
-            println!("module            {} (opened as {})", t.python.path, t.python.host_path.display());
-            println!("load bias         {:#x}{}", t.python.bias, if t.python.elf.is_exec { " (ET_EXEC)" } else { "" });
-            println!("build id          {}", t.python.elf.build_id.as_deref().unwrap_or("-"));
-            println!("symbol table      {}", if t.python.elf.has_symtab { "yes" } else { "no (.dynsym only)" });
+            println!(
+                "module            {} (opened as {})",
+                t.python.path,
+                t.python.host_path.display()
+            );
+            println!(
+                "load bias         {:#x}{}",
+                t.python.bias,
+                if t.python.elf.is_exec {
+                    " (ET_EXEC)"
+                } else {
+                    ""
+                }
+            );
+            println!(
+                "build id          {}",
+                t.python.elf.build_id.as_deref().unwrap_or("-")
+            );
+            println!(
+                "symbol table      {}",
+                if t.python.elf.has_symtab {
+                    "yes"
+                } else {
+                    "no (.dynsym only)"
+                }
+            );
             if let Some(d) = &t.python.debug_file {
                 println!("debug file        {}", d.display());
             }

@@ -4,10 +4,10 @@
 //! stop/resume), `layout` (per-version struct offsets), `heap` (walking objects, sizes, census), `output` (tables and
 //! JSON), and the CLI in `main.rs`/`cli.rs`.
 
+pub mod analysis;
 pub mod heap;
 pub mod layout;
 pub mod memory;
 pub mod output;
-pub mod target;
 pub mod snapshot;
-pub mod analysis;
+pub mod target;

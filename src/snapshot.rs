@@ -19,7 +19,11 @@ pub enum Error {
     #[error(
         "process {pid} was busy in every one of {attempts} attempts ({last}); try again, or use --nonblocking to read without stopping it"
     )]
-    Inconsistent { pid: i32, attempts: u32, last: HeapError },
+    Inconsistent {
+        pid: i32,
+        attempts: u32,
+        last: HeapError,
+    },
 }
 
 /// How to take the snapshot.
@@ -35,7 +39,11 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { nonblocking: false, attempts: 10, stop_timeout: Duration::from_secs(2) }
+        Options {
+            nonblocking: false,
+            attempts: 10,
+            stop_timeout: Duration::from_secs(2),
+        }
     }
 }
 
@@ -123,14 +131,33 @@ pub fn with_heap<T>(
         }
         let t_cap = Instant::now();
         let cap = target.capture(opts.nonblocking, opts.stop_timeout)?;
-        let taken_at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        log::info!("capture: {:?} (paused {:?}, {} bytes)", t_cap.elapsed(), cap.pause, cap.snapshot.total_bytes());
+        let taken_at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        log::info!(
+            "capture: {:?} (paused {:?}, {} bytes)",
+            t_cap.elapsed(),
+            cap.pause,
+            cap.snapshot.total_bytes()
+        );
         let t0 = Instant::now();
         let known = known_addresses(&target, &cap);
         let images = image_ranges(&target.maps, &cap.snapshot);
-        let interned = if target.version.at_least(12) { None } else { target.python.local_symbol("interned") };
-        let ctx = Ctx::new(&cap.snapshot, &layout, known, target.runtime, images, interned)
-            .map_err(|source| Error::Heap { pid, source })?;
+        let interned = if target.version.at_least(12) {
+            None
+        } else {
+            target.python.local_symbol("interned")
+        };
+        let ctx = Ctx::new(
+            &cap.snapshot,
+            &layout,
+            known,
+            target.runtime,
+            images,
+            interned,
+        )
+        .map_err(|source| Error::Heap { pid, source })?;
         match f(&ctx) {
             Ok(v) => {
                 log::info!("walk: {:?}", t0.elapsed());
@@ -158,7 +185,11 @@ pub fn with_heap<T>(
             Err(source) => return Err(Error::Heap { pid, source }),
         }
     }
-    Err(Error::Inconsistent { pid, attempts: opts.attempts, last: last.unwrap() })
+    Err(Error::Inconsistent {
+        pid,
+        attempts: opts.attempts,
+        last: last.unwrap(),
+    })
 }
 
 /// Open `pid`, copy its memory and take a census.

@@ -17,7 +17,10 @@ pub struct FlameOptions {
 
 impl Default for FlameOptions {
     fn default() -> Self {
-        FlameOptions { max_depth: 48, min_fraction: 0.0005 }
+        FlameOptions {
+            max_depth: 48,
+            min_fraction: 0.0005,
+        }
     }
 }
 
@@ -135,7 +138,11 @@ fn frame_text(g: &Graph, key: &Key) -> String {
     }
     let tname = {
         let (m, n) = &g.type_names[ty as usize];
-        if m.is_empty() || m == "builtins" { n.clone() } else { format!("{m}.{n}") }
+        if m.is_empty() || m == "builtins" {
+            n.clone()
+        } else {
+            format!("{m}.{n}")
+        }
     };
     match label {
         Some(Label::Module(_)) => g.render_label(label.unwrap()),
@@ -263,7 +270,11 @@ fn emit(g: &Graph, trie: &Trie, opts: &FlameOptions, objects: u64) -> Stacks {
         lines.push((frames, value[i]));
     }
     lines.sort_by(|a, b| a.0.cmp(&b.0));
-    Stacks { lines, total: grand, objects }
+    Stacks {
+        lines,
+        total: grand,
+        objects,
+    }
 }
 
 #[cfg(test)]

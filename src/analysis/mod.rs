@@ -56,11 +56,18 @@ impl DomTree {
         for v in 0..n as u32 {
             for (t, l) in g.succ(v) {
                 let slot = &mut label[t as usize];
-                if idom[t as usize] == v && (slot.is_none() || matches!(slot, Some(Label::None | Label::DictKey))) {
+                if idom[t as usize] == v
+                    && (slot.is_none() || matches!(slot, Some(Label::None | Label::DictKey)))
+                {
                     *slot = Some(l);
                 }
             }
         }
-        DomTree { idom, own, retained: ret, label }
+        DomTree {
+            idom,
+            own,
+            retained: ret,
+            label,
+        }
     }
 }

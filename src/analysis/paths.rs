@@ -54,11 +54,20 @@ pub fn shortest_paths(g: &Graph, target: &Target, limit: usize) -> Vec<Vec<Strin
             let mut x = v;
             while x != 0 {
                 let (p, l) = parent[x as usize];
-                let node = if g.is_virtual(x) { g.vname[x as usize].clone() } else { g.type_label(x) };
+                let node = if g.is_virtual(x) {
+                    g.vname[x as usize].clone()
+                } else {
+                    g.type_label(x)
+                };
                 let step = match l {
                     Label::Text(_) => node,
                     Label::Module(_) => g.render_label(l),
-                    Label::Item => format!("[{}] {node}", item_index(g, p, x).map(|i| i.to_string()).unwrap_or("*".into())),
+                    Label::Item => format!(
+                        "[{}] {node}",
+                        item_index(g, p, x)
+                            .map(|i| i.to_string())
+                            .unwrap_or("*".into())
+                    ),
                     _ => format!("{} {node}", g.render_label(l)),
                 };
                 chain.push((l, step));
@@ -86,5 +95,7 @@ pub fn shortest_paths(g: &Graph, target: &Target, limit: usize) -> Vec<Vec<Strin
 }
 
 fn item_index(g: &Graph, p: u32, x: u32) -> Option<usize> {
-    g.succ(p).filter(|(_, l)| *l == Label::Item).position(|(t, _)| t == x)
+    g.succ(p)
+        .filter(|(_, l)| *l == Label::Item)
+        .position(|(t, _)| t == x)
 }

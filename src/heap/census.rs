@@ -32,7 +32,11 @@ impl Census {
     /// Sort types by bytes, then count, then name: the order of the table and the JSON.
     pub fn sort(&mut self) {
         self.types.sort_by(|a, b| {
-            b.bytes.cmp(&a.bytes).then(b.count.cmp(&a.count)).then(a.name.cmp(&b.name)).then(a.module.cmp(&b.module))
+            b.bytes
+                .cmp(&a.bytes)
+                .then(b.count.cmp(&a.count))
+                .then(a.name.cmp(&b.name))
+                .then(a.module.cmp(&b.module))
         });
     }
 }

@@ -71,7 +71,9 @@ impl<'a> Ctx<'a> {
         let r = |l: &str| layout.req(l).map(|v| v as u64);
         let interp = mem.u64(runtime + r("rt.interpreters.head")?).unwrap_or(0);
         if interp == 0 {
-            return Err(HeapError::Invalid(format!("no interpreter at _PyRuntime {runtime:#x} (not initialised, or finalising)")));
+            return Err(HeapError::Invalid(format!(
+                "no interpreter at _PyRuntime {runtime:#x} (not initialised, or finalising)"
+            )));
         }
         Ok(Ctx {
             interp,

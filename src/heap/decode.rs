@@ -97,9 +97,15 @@ impl Offs {
         let many = |names: &[&'static str]| {
             let v: Vec<(u64, &'static str)> = names
                 .iter()
-                .filter_map(|s| l.get(s).map(|v| (v as u64, s.split('.').nth(1).unwrap_or(s))))
+                .filter_map(|s| {
+                    l.get(s)
+                        .map(|v| (v as u64, s.split('.').nth(1).unwrap_or(s)))
+                })
                 .collect();
-            (v.iter().map(|x| x.0).collect::<Vec<u64>>(), v.iter().map(|x| x.1).collect::<Vec<&'static str>>())
+            (
+                v.iter().map(|x| x.0).collect::<Vec<u64>>(),
+                v.iter().map(|x| x.1).collect::<Vec<&'static str>>(),
+            )
         };
         let (func_fields, func_names) = many(&[
             "func.func_globals",
@@ -283,9 +289,17 @@ pub fn keys_info(ctx: &Ctx, k: u64) -> Option<Keys> {
 
 /// Values of a split table or inline values, paired with the shared keys: pushes (key, value).
 fn split_items(ctx: &Ctx, keys: u64, values: u64, inline_header: bool, out: &mut Vec<(u64, u64)>) {
-    let Some(ki) = keys_info(ctx, keys) else { return };
+    let Some(ki) = keys_info(ctx, keys) else {
+        return;
+    };
     let m = ctx.mem;
-    let key_at = |i: u64| if i < ki.nentries { ctx.ptr(ki.entries + i * ki.entry_size + ki.key_off) } else { 0 };
+    let key_at = |i: u64| {
+        if i < ki.nentries {
+            ctx.ptr(ki.entries + i * ki.entry_size + ki.key_off)
+        } else {
+            0
+        }
+    };
     if inline_header {
         // 3.13+: {u8 capacity, u8 size, u8 embedded, u8 valid}, values at +8
         let cap = m.u8(values).unwrap_or(0) as u64;
@@ -330,12 +344,24 @@ pub fn dict_items(ctx: &Ctx, d: u64, out: &mut Vec<(u64, u64)>) {
         split_items(ctx, keys, values, ctx.at_least(13), out);
         return;
     }
-    let Some(ki) = keys_info(ctx, keys) else { return };
+    let Some(ki) = keys_info(ctx, keys) else {
+        return;
+    };
     let n = ki.nentries.min(ki.size);
-    let Some(raw) = ctx.mem.bytes(ki.entries, (n * ki.entry_size) as usize) else { return };
+    let Some(raw) = ctx.mem.bytes(ki.entries, (n * ki.entry_size) as usize) else {
+        return;
+    };
     for e in raw.chunks_exact(ki.entry_size as usize) {
-        let k = u64::from_le_bytes(e[ki.key_off as usize..ki.key_off as usize + 8].try_into().unwrap());
-        let v = u64::from_le_bytes(e[ki.value_off as usize..ki.value_off as usize + 8].try_into().unwrap());
+        let k = u64::from_le_bytes(
+            e[ki.key_off as usize..ki.key_off as usize + 8]
+                .try_into()
+                .unwrap(),
+        );
+        let v = u64::from_le_bytes(
+            e[ki.value_off as usize..ki.value_off as usize + 8]
+                .try_into()
+                .unwrap(),
+        );
         if k != 0 && v != 0 {
             out.push((k, v));
         }
@@ -367,7 +393,9 @@ pub fn read_str(ctx: &Ctx, s: u64) -> Option<String> {
             .collect(),
         4 => b
             .chunks_exact(4)
-            .map(|c| char::from_u32(u32::from_le_bytes(c.try_into().unwrap())).unwrap_or('\u{fffd}'))
+            .map(|c| {
+                char::from_u32(u32::from_le_bytes(c.try_into().unwrap())).unwrap_or('\u{fffd}')
+            })
             .collect(),
         _ => return None,
     })
@@ -377,7 +405,11 @@ pub fn read_str(ctx: &Ctx, s: u64) -> Option<String> {
 #[inline]
 pub fn stackref(ctx: &Ctx, bits: u64) -> u64 {
     if ctx.o.stackref {
-        if bits & 3 == 3 || bits <= 2 { 0 } else { bits & !3 }
+        if bits & 3 == 3 || bits <= 2 {
+            0
+        } else {
+            bits & !3
+        }
     } else {
         bits
     }
@@ -431,12 +463,18 @@ pub fn iframe_refs<S: Sink>(ctx: &Ctx, f: u64, out: &mut S) {
     let code = stackref(ctx, ctx.ptr(f + o.if_executable));
     out.add(code, Label::Field("f_code"));
     if some(o.if_funcobj) {
-        out.add(stackref(ctx, ctx.ptr(f + o.if_funcobj)), Label::Field("f_func"));
+        out.add(
+            stackref(ctx, ctx.ptr(f + o.if_funcobj)),
+            Label::Field("f_func"),
+        );
     }
     let globals = ctx.ptr(f + o.if_globals);
-    for (off, name) in
-        [(o.if_globals, "f_globals"), (o.if_builtins, "f_builtins"), (o.if_locals, "f_locals"), (o.if_frame_obj, "frame")]
-    {
+    for (off, name) in [
+        (o.if_globals, "f_globals"),
+        (o.if_builtins, "f_builtins"),
+        (o.if_locals, "f_locals"),
+        (o.if_frame_obj, "frame"),
+    ] {
         if some(off) {
             let p = ctx.ptr(f + off);
             // a module-level frame's locals are its globals: say so once
@@ -448,14 +486,25 @@ pub fn iframe_refs<S: Sink>(ctx: &Ctx, f: u64, out: &mut S) {
     let base = f + o.if_localsplus;
     let n = if ctx.at_least(14) {
         let sp = ctx.ptr(f + o.if_stack);
-        if sp >= base && sp - base < (1 << 20) { (sp - base) / 8 } else { 0 }
+        if sp >= base && sp - base < (1 << 20) {
+            (sp - base) / 8
+        } else {
+            0
+        }
     } else {
         let top = ctx.mem.i32(f + o.if_stack).unwrap_or(0);
-        if (0..(1 << 17)).contains(&top) { top as u64 } else { 0 }
+        if (0..(1 << 17)).contains(&top) {
+            top as u64
+        } else {
+            0
+        }
     };
     // at least the code object's own locals, if the stack pointer was not written back
     let nlp = if some(o.co_nlocalsplus) && code != 0 {
-        ctx.mem.i32(code + o.co_nlocalsplus).filter(|v| (0..(1 << 16)).contains(v)).unwrap_or(0) as u64
+        ctx.mem
+            .i32(code + o.co_nlocalsplus)
+            .filter(|v| (0..(1 << 16)).contains(v))
+            .unwrap_or(0) as u64
     } else {
         0
     };
@@ -463,7 +512,11 @@ pub fn iframe_refs<S: Sink>(ctx: &Ctx, f: u64, out: &mut S) {
     if n == 0 {
         return;
     }
-    let names = if S::LABELS { local_names(ctx, code, nlp) } else { Vec::new() };
+    let names = if S::LABELS {
+        local_names(ctx, code, nlp)
+    } else {
+        Vec::new()
+    };
     if let Some(b) = ctx.mem.bytes(base, (n * 8) as usize) {
         for (i, c) in b.chunks_exact(8).enumerate() {
             let p = stackref(ctx, u64::from_le_bytes(c.try_into().unwrap()));
@@ -488,7 +541,11 @@ fn gen_frame_alive(ctx: &Ctx, g: u64) -> bool {
 #[inline]
 fn key_label(ctx: &Ctx, k: u64, attr: bool) -> Label {
     if ctx.mem.u64(k + 8) == Some(ctx.known.str_type) {
-        if attr { Label::Attr(k) } else { Label::StrKey(k) }
+        if attr {
+            Label::Attr(k)
+        } else {
+            Label::StrKey(k)
+        }
     } else {
         Label::OtherKey(k)
     }
@@ -516,7 +573,14 @@ pub fn refs<S: Sink>(ctx: &Ctx, a: u64, ti: &TypeInfo, out: &mut S, items: &mut 
             dict_items(ctx, a, items);
             for &(k, v) in items.iter() {
                 out.add(k, Label::DictKey);
-                out.add(v, if S::LABELS { key_label(ctx, k, false) } else { Label::None });
+                out.add(
+                    v,
+                    if S::LABELS {
+                        key_label(ctx, k, false)
+                    } else {
+                        Label::None
+                    },
+                );
             }
         }
         Kind::Set => {
@@ -533,7 +597,13 @@ pub fn refs<S: Sink>(ctx: &Ctx, a: u64, ti: &TypeInfo, out: &mut S, items: &mut 
                 }
             }
         }
-        Kind::Str | Kind::Bytes | Kind::Int | Kind::Float | Kind::Complex | Kind::ByteArray | Kind::Object => {}
+        Kind::Str
+        | Kind::Bytes
+        | Kind::Int
+        | Kind::Float
+        | Kind::Complex
+        | Kind::ByteArray
+        | Kind::Object => {}
         Kind::Type => type_refs(ctx, a, out, items),
         Kind::Module => {
             let d = ctx.ptr(a + o.md_dict);
@@ -557,9 +627,12 @@ pub fn refs<S: Sink>(ctx: &Ctx, a: u64, ti: &TypeInfo, out: &mut S, items: &mut 
         }
         Kind::Frame => frame_refs(ctx, a, out),
         Kind::Gen => {
-            for (off, name) in
-                [(o.gi_frame, "gi_frame"), (o.gi_code, "gi_code"), (o.gi_name, "__name__"), (o.gi_qualname, "__qualname__")]
-            {
+            for (off, name) in [
+                (o.gi_frame, "gi_frame"),
+                (o.gi_code, "gi_code"),
+                (o.gi_name, "__name__"),
+                (o.gi_qualname, "__qualname__"),
+            ] {
                 if some(off) {
                     out.add(ctx.ptr(a + off), Label::Field(name));
                 }
@@ -583,7 +656,10 @@ pub fn refs<S: Sink>(ctx: &Ctx, a: u64, ti: &TypeInfo, out: &mut S, items: &mut 
             // wr_object (+16) is weak; the callback (+24) is a real reference
             out.add(ctx.ptr(a + 24), Label::Field("callback"));
         }
-        Kind::Other => scan(ctx, a, ti, ti.base_basicsize, out),
+        Kind::Other => scan(ctx, a, ti, 0, ti.base_basicsize, out),
+    }
+    if ti.extra_scan.1 > ti.extra_scan.0 {
+        scan(ctx, a, ti, ti.extra_scan.0, ti.extra_scan.1, out);
     }
     if ti.is_heap {
         instance_refs(ctx, a, ti, out, items);
@@ -591,8 +667,8 @@ pub fn refs<S: Sink>(ctx: &Ctx, a: u64, ti: &TypeInfo, out: &mut S, items: &mut 
 }
 
 /// Words of the fixed part of a C object that point at objects (validated by the caller).
-fn scan<S: Sink>(ctx: &Ctx, a: u64, ti: &TypeInfo, basicsize: i64, out: &mut S) {
-    let start = if ti.itemsize != 0 { 24 } else { 16 };
+fn scan<S: Sink>(ctx: &Ctx, a: u64, ti: &TypeInfo, from: i64, basicsize: i64, out: &mut S) {
+    let start = (from.max(0) as u64).max(if ti.itemsize != 0 { 24 } else { 16 });
     let end = basicsize.clamp(0, 4096) as u64;
     let wl = ti.weaklistoffset;
     let mut off = start;
@@ -613,9 +689,12 @@ fn type_refs<S: Sink>(ctx: &Ctx, t: u64, out: &mut S, _items: &mut Vec<(u64, u64
     out.add(ctx.ptr(t + ctx.tp_base), Label::Field("__base__"));
     let fl = ctx.u64(t + ctx.tp_flags).unwrap_or(0);
     if fl & flags::HEAPTYPE != 0 {
-        for (off, name) in
-            [(o.ht_name, "__name__"), (o.ht_qualname, "__qualname__"), (o.ht_slots, "__slots__"), (o.ht_module, "module")]
-        {
+        for (off, name) in [
+            (o.ht_name, "__name__"),
+            (o.ht_qualname, "__qualname__"),
+            (o.ht_slots, "__slots__"),
+            (o.ht_module, "module"),
+        ] {
             if some(off) {
                 out.add(ctx.ptr(t + off), Label::Field(name));
             }
@@ -626,7 +705,10 @@ fn type_refs<S: Sink>(ctx: &Ctx, t: u64, out: &mut S, _items: &mut Vec<(u64, u64
             && let Some(ki) = keys_info(ctx, keys)
         {
             for i in 0..ki.nentries.min(ki.size) {
-                out.add(ctx.ptr(ki.entries + i * ki.entry_size + ki.key_off), Label::Field("shared keys"));
+                out.add(
+                    ctx.ptr(ki.entries + i * ki.entry_size + ki.key_off),
+                    Label::Field("shared keys"),
+                );
             }
         }
     } else if ctx.at_least(12) && d == 0 {
@@ -658,8 +740,18 @@ fn frame_refs<S: Sink>(ctx: &Ctx, f: u64, out: &mut S) {
     if locals != globals {
         out.add(locals, Label::Field("f_locals"));
     }
-    let tuple_len = |t: u64| if t == 0 { 0 } else { ctx.mem.i64(t + 16).unwrap_or(0).clamp(0, 1 << 16) as u64 };
-    let nlocals = ctx.mem.i32(code + o.co_nlocals).unwrap_or(0).clamp(0, 1 << 16) as u64;
+    let tuple_len = |t: u64| {
+        if t == 0 {
+            0
+        } else {
+            ctx.mem.i64(t + 16).unwrap_or(0).clamp(0, 1 << 16) as u64
+        }
+    };
+    let nlocals = ctx
+        .mem
+        .i32(code + o.co_nlocals)
+        .unwrap_or(0)
+        .clamp(0, 1 << 16) as u64;
     let ncells = tuple_len(ctx.ptr(code + o.co_cellvars));
     let nfree = tuple_len(ctx.ptr(code + o.co_freevars));
     let base = f + o.f_localsplus;
@@ -669,7 +761,13 @@ fn frame_refs<S: Sink>(ctx: &Ctx, f: u64, out: &mut S) {
         for i in 0..nl {
             let p = ctx.ptr(base + 8 * i);
             if p != 0 {
-                out.add(p, names.get(i as usize).map(|&n| Label::Local(n)).unwrap_or(Label::None));
+                out.add(
+                    p,
+                    names
+                        .get(i as usize)
+                        .map(|&n| Label::Local(n))
+                        .unwrap_or(Label::None),
+                );
             }
         }
     } else {
@@ -677,16 +775,29 @@ fn frame_refs<S: Sink>(ctx: &Ctx, f: u64, out: &mut S) {
     }
     let vs = ctx.ptr(f + o.f_valuestack);
     let depth = if some(o.f_stackdepth) {
-        ctx.mem.i32(f + o.f_stackdepth).unwrap_or(0).clamp(0, 1 << 16) as u64
+        ctx.mem
+            .i32(f + o.f_stackdepth)
+            .unwrap_or(0)
+            .clamp(0, 1 << 16) as u64
     } else {
         let top = ctx.ptr(f + o.f_stacktop);
-        if top >= vs && top - vs < (1 << 19) { (top - vs) / 8 } else { 0 }
+        if top >= vs && top - vs < (1 << 19) {
+            (top - vs) / 8
+        } else {
+            0
+        }
     };
     push_ptrs(ctx, vs, depth, Label::Field("value stack"), out);
 }
 
 /// `__dict__`, inline/split values and `__slots__` of an instance of a heap type.
-fn instance_refs<S: Sink>(ctx: &Ctx, a: u64, ti: &TypeInfo, out: &mut S, items: &mut Vec<(u64, u64)>) {
+fn instance_refs<S: Sink>(
+    ctx: &Ctx,
+    a: u64,
+    ti: &TypeInfo,
+    out: &mut S,
+    items: &mut Vec<(u64, u64)>,
+) {
     for (i, &s) in ti.slots.iter().enumerate() {
         out.add(ctx.ptr(a + s), Label::CAttr(ti.slot_names[i]));
     }
@@ -720,7 +831,14 @@ fn instance_refs<S: Sink>(ctx: &Ctx, a: u64, ti: &TypeInfo, out: &mut S, items: 
             }
         }
         for &(k, v) in items.iter() {
-            out.add(v, if S::LABELS { key_label(ctx, k, true) } else { Label::None });
+            out.add(
+                v,
+                if S::LABELS {
+                    key_label(ctx, k, true)
+                } else {
+                    Label::None
+                },
+            );
         }
     } else {
         let off = ti.dictoffset;

@@ -42,9 +42,24 @@ pub fn dominators(n: usize, root: u32, succ: impl Fn(u32, &mut dyn FnMut(u32))) 
     let mut label: Vec<u32> = (0..m as u32).collect();
     let mut bucket_head = vec![NONE; m];
     let mut bucket_next = vec![NONE; m];
-    let par: Vec<u32> = vertex.iter().map(|&v| if parent[v as usize] == NONE { NONE } else { dfnum[parent[v as usize] as usize] }).collect();
+    let par: Vec<u32> = vertex
+        .iter()
+        .map(|&v| {
+            if parent[v as usize] == NONE {
+                NONE
+            } else {
+                dfnum[parent[v as usize] as usize]
+            }
+        })
+        .collect();
 
-    fn eval(v: u32, ancestor: &mut [u32], label: &mut [u32], semi: &[u32], path: &mut Vec<u32>) -> u32 {
+    fn eval(
+        v: u32,
+        ancestor: &mut [u32],
+        label: &mut [u32],
+        semi: &[u32],
+        path: &mut Vec<u32>,
+    ) -> u32 {
         if ancestor[v as usize] == u32::MAX {
             return v;
         }
@@ -88,7 +103,11 @@ pub fn dominators(n: usize, root: u32, succ: impl Fn(u32, &mut dyn FnMut(u32))) 
         while b != NONE {
             let next = bucket_next[b as usize];
             let u = eval(b, &mut ancestor, &mut label, &semi, &mut path);
-            idom[b as usize] = if semi[u as usize] < semi[b as usize] { u } else { p };
+            idom[b as usize] = if semi[u as usize] < semi[b as usize] {
+                u
+            } else {
+                p
+            };
             b = next;
         }
     }
@@ -184,7 +203,10 @@ mod tests {
                 if !all[v] || v as u32 == root {
                     return u32::MAX;
                 }
-                *doms[v].iter().max_by_key(|&&d| doms[d as usize].len()).unwrap()
+                *doms[v]
+                    .iter()
+                    .max_by_key(|&&d| doms[d as usize].len())
+                    .unwrap()
             })
             .collect()
     }

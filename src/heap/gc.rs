@@ -12,7 +12,9 @@ pub fn gc_state(ctx: &Ctx) -> Result<u64, HeapError> {
     } else if let Some(o) = ctx.off("rt.gc") {
         Ok(ctx.runtime + o)
     } else {
-        Err(HeapError::Invalid("no GC state offset in the layout".into()))
+        Err(HeapError::Invalid(
+            "no GC state offset in the layout".into(),
+        ))
     }
 }
 
@@ -23,7 +25,10 @@ pub fn list_heads(ctx: &Ctx) -> Result<Vec<(&'static str, u64)>, HeapError> {
     match ctx.layout.gc_kind {
         GcKind::Generational => {
             let g = ctx.req("gc.generations")?;
-            for (i, name) in ["generation 0", "generation 1", "generation 2"].into_iter().enumerate() {
+            for (i, name) in ["generation 0", "generation 1", "generation 2"]
+                .into_iter()
+                .enumerate()
+            {
                 v.push((name, gc + g + 24 * i as u64));
             }
         }
@@ -41,8 +46,18 @@ pub fn list_heads(ctx: &Ctx) -> Result<Vec<(&'static str, u64)>, HeapError> {
 /// Fail if a collection is running: its lists are being rearranged and `_gc_prev` holds refcounts.
 pub fn check_not_collecting(ctx: &Ctx) -> Result<(), HeapError> {
     let gc = gc_state(ctx)?;
-    let c = ctx.mem.i32(gc + ctx.req("gc.collecting")?).ok_or(HeapError::Unreadable { what: "gc.collecting", addr: gc })?;
-    if c != 0 { Err(HeapError::Collecting) } else { Ok(()) }
+    let c = ctx
+        .mem
+        .i32(gc + ctx.req("gc.collecting")?)
+        .ok_or(HeapError::Unreadable {
+            what: "gc.collecting",
+            addr: gc,
+        })?;
+    if c != 0 {
+        Err(HeapError::Collecting)
+    } else {
+        Ok(())
+    }
 }
 
 /// Push every object on every GC list (object address = GC head + 16). Every `next` link is checked against the
@@ -51,7 +66,10 @@ pub fn gc_objects(ctx: &Ctx, out: &mut Vec<u64>) -> Result<usize, HeapError> {
     check_not_collecting(ctx)?;
     let mut total = 0;
     for (_name, head) in list_heads(ctx)? {
-        let first = ctx.u64(head).ok_or(HeapError::Unreadable { what: "GC list head", addr: head })? & !3;
+        let first = ctx.u64(head).ok_or(HeapError::Unreadable {
+            what: "GC list head",
+            addr: head,
+        })? & !3;
         let mut prev = head;
         let mut g = first;
         let mut n = 0usize;

@@ -6,7 +6,7 @@ use super::census::{Census, TypeTally};
 use super::ctx::Ctx;
 use super::decode::{self, Label, dict_items, iframe_refs, local_names, read_str, refs, stackref};
 use super::gc::gc_objects;
-use super::roots::{interpreters, iframes, thread_frame, threads};
+use super::roots::{iframes, interpreters, thread_frame, threads};
 use super::size::{footprint, getsizeof};
 use super::types::{Kind, Types};
 use rustc_hash::FxHashMap;
@@ -62,20 +62,24 @@ impl Graph {
     }
     /// Outgoing edges of `v`.
     pub fn succ(&self, v: u32) -> impl Iterator<Item = (u32, Label)> + '_ {
-        let (a, b): (&[(u32, Label)], std::iter::Zip<std::slice::Iter<'_, u32>, std::slice::Iter<'_, Label>>) =
-            if v < self.first_object {
-                (&self.vedges[v as usize], [].iter().zip([].iter()))
-            } else {
-                let i = (v - self.first_object) as usize;
-                let (s, e) = (self.edge_start[i] as usize, self.edge_start[i + 1] as usize);
-                (&[], self.edge_to[s..e].iter().zip(self.edge_label[s..e].iter()))
-            };
-        a.iter().copied().chain(b.map(|(&t, &l)| (t, l)))
+        let (virt, to, labels): (&[(u32, Label)], &[u32], &[Label]) = if v < self.first_object {
+            (&self.vedges[v as usize], &[], &[])
+        } else {
+            let i = (v - self.first_object) as usize;
+            let (s, e) = (self.edge_start[i] as usize, self.edge_start[i + 1] as usize);
+            (&[], &self.edge_to[s..e], &self.edge_label[s..e])
+        };
+        virt.iter()
+            .copied()
+            .chain(to.iter().copied().zip(labels.iter().copied()))
     }
 
     /// The text of a name label (str or C string in the target), cached at build time.
     pub fn name(&self, kind: u8, addr: u64) -> &str {
-        self.names.get(&(kind, addr)).map(|s| s.as_str()).unwrap_or("?")
+        self.names
+            .get(&(kind, addr))
+            .map(|s| s.as_str())
+            .unwrap_or("?")
     }
 
     /// How an edge is shown: `.name`, `['key']`, `[*]`, `__dict__`, ...
@@ -103,7 +107,11 @@ impl Graph {
             return self.vname[v as usize].clone();
         }
         let (m, n) = &self.type_names[self.ty[v as usize] as usize];
-        if m.is_empty() || m == "builtins" { n.clone() } else { format!("{m}.{n}") }
+        if m.is_empty() || m == "builtins" {
+            n.clone()
+        } else {
+            format!("{m}.{n}")
+        }
     }
 }
 
@@ -159,32 +167,54 @@ impl Builder<'_, '_> {
             return;
         }
         let s = match kind {
-            0 => read_str(self.ctx, a).map(|s| format!("{s}")),
+            0 => read_str(self.ctx, a),
             1 => self.ctx.mem.cstr(a, 256),
             _ => {
                 // an int key shows its value; anything else is elided
-                let is_int = self.ctx.mem.u64(a + 8) == self.ctx.known.kinds.iter().find(|k| k.1 == Kind::Int).map(|k| k.0);
-                Some(if is_int { int_value(self.ctx, a).map(|v| v.to_string()).unwrap_or("…".into()) } else { "…".into() })
+                let is_int = self.ctx.mem.u64(a + 8)
+                    == self
+                        .ctx
+                        .known
+                        .kinds
+                        .iter()
+                        .find(|k| k.1 == Kind::Int)
+                        .map(|k| k.0);
+                Some(if is_int {
+                    int_value(self.ctx, a)
+                        .map(|v| v.to_string())
+                        .unwrap_or("…".into())
+                } else {
+                    "…".into()
+                })
             }
         };
-        self.names.insert((kind, a), s.unwrap_or_else(|| "?".into()));
+        self.names
+            .insert((kind, a), s.unwrap_or_else(|| "?".into()));
     }
 }
 
 /// Thread names from `threading._active` ({ident: Thread}), by ident.
 fn thread_names(ctx: &Ctx) -> FxHashMap<u64, String> {
     let mut out = FxHashMap::default();
-    let Some(mo) = ctx.off("interp.modules") else { return out };
+    let Some(mo) = ctx.off("interp.modules") else {
+        return out;
+    };
     let modules = ctx.ptr(ctx.interp + mo);
     let mut items = vec![];
     dict_items(ctx, modules, &mut items);
-    let Some(&(_, threading)) = items.iter().find(|(k, _)| read_str(ctx, *k).as_deref() == Some("threading")) else {
+    let Some(&(_, threading)) = items
+        .iter()
+        .find(|(k, _)| read_str(ctx, *k).as_deref() == Some("threading"))
+    else {
         return out;
     };
     let find = |d: u64, key: &str| -> u64 {
         let mut it = vec![];
         dict_items(ctx, d, &mut it);
-        it.iter().find(|(k, _)| read_str(ctx, *k).as_deref() == Some(key)).map(|x| x.1).unwrap_or(0)
+        it.iter()
+            .find(|(k, _)| read_str(ctx, *k).as_deref() == Some(key))
+            .map(|x| x.1)
+            .unwrap_or(0)
     };
     let active = find(ctx.ptr(threading + ctx.o.md_dict), "_active");
     if active == 0 {
@@ -193,7 +223,9 @@ fn thread_names(ctx: &Ctx) -> FxHashMap<u64, String> {
     let mut threads = vec![];
     dict_items(ctx, active, &mut threads);
     for (k, th) in threads {
-        let Some(ident) = int_value(ctx, k) else { continue };
+        let Some(ident) = int_value(ctx, k) else {
+            continue;
+        };
         // the Thread's instance attributes: a dict or inline values; look for _name either way
         let mut attrs: Vec<(u64, Label)> = vec![];
         let mut tys = Types::default();
@@ -236,9 +268,17 @@ fn int_value(ctx: &Ctx, p: u64) -> Option<u64> {
 /// "qualname (file.py:LINE)" for a code object.
 fn code_label(ctx: &Ctx, code: u64) -> String {
     let o = &ctx.o;
-    let name = ctx.off("code.co_qualname").or(ctx.off("code.co_name")).and_then(|off| read_str(ctx, ctx.ptr(code + off)));
-    let file = ctx.off("code.co_filename").and_then(|off| read_str(ctx, ctx.ptr(code + off)));
-    let line = ctx.off("code.co_firstlineno").and_then(|off| ctx.mem.i32(code + off)).unwrap_or(0);
+    let name = ctx
+        .off("code.co_qualname")
+        .or(ctx.off("code.co_name"))
+        .and_then(|off| read_str(ctx, ctx.ptr(code + off)));
+    let file = ctx
+        .off("code.co_filename")
+        .and_then(|off| read_str(ctx, ctx.ptr(code + off)));
+    let line = ctx
+        .off("code.co_firstlineno")
+        .and_then(|off| ctx.mem.i32(code + off))
+        .unwrap_or(0);
     let _ = o;
     let file = file.unwrap_or_default();
     let base = file.rsplit('/').next().unwrap_or(&file).to_string();
@@ -251,7 +291,10 @@ pub fn build(ctx: &Ctx) -> Result<Graph, HeapError> {
     let mut vname: Vec<String> = vec!["all".into()];
     let mut vaddr_edges: Vec<Vec<(u64, Label)>> = vec![vec![]];
     let mut vvirt_edges: Vec<Vec<(u32, Label)>> = vec![vec![]];
-    let new_v = |name: String, vname: &mut Vec<String>, va: &mut Vec<Vec<(u64, Label)>>, vv: &mut Vec<Vec<(u32, Label)>>| {
+    let new_v = |name: String,
+                 vname: &mut Vec<String>,
+                 va: &mut Vec<Vec<(u64, Label)>>,
+                 vv: &mut Vec<Vec<(u32, Label)>>| {
         vname.push(name);
         va.push(vec![]);
         vv.push(vec![]);
@@ -259,7 +302,10 @@ pub fn build(ctx: &Ctx) -> Result<Graph, HeapError> {
     };
     let mut items = vec![];
     // modules: one top-level root per entry of sys.modules
-    let modules_dict = ctx.off("interp.modules").map(|o| ctx.ptr(ctx.interp + o)).unwrap_or(0);
+    let modules_dict = ctx
+        .off("interp.modules")
+        .map(|o| ctx.ptr(ctx.interp + o))
+        .unwrap_or(0);
     items.clear();
     dict_items(ctx, modules_dict, &mut items);
     for &(k, v) in &items {
@@ -270,8 +316,14 @@ pub fn build(ctx: &Ctx) -> Result<Graph, HeapError> {
     let mut thread_vs = vec![];
     for interp in interpreters(ctx) {
         for ts in threads(ctx, interp) {
-            let ident = ctx.off("ts.thread_id").map(|o| ctx.ptr(ts + o)).unwrap_or(0);
-            let tid = ctx.off("ts.native_thread_id").map(|o| ctx.ptr(ts + o)).unwrap_or(0);
+            let ident = ctx
+                .off("ts.thread_id")
+                .map(|o| ctx.ptr(ts + o))
+                .unwrap_or(0);
+            let tid = ctx
+                .off("ts.native_thread_id")
+                .map(|o| ctx.ptr(ts + o))
+                .unwrap_or(0);
             let label = match (names.get(&ident), tid) {
                 (Some(n), 0) => format!("thread {n}"),
                 (Some(n), t) => format!("thread {n} (tid {t})"),
@@ -284,12 +336,25 @@ pub fn build(ctx: &Ctx) -> Result<Graph, HeapError> {
             let mut tr: Vec<(u64, Label)> = vec![];
             for l in ["ts.dict", "ts.async_exc", "ts.current_exception"] {
                 if let Some(o) = ctx.off(l) {
-                    tr.push((ctx.ptr(ts + o), Label::Field(if l == "ts.dict" { "thread-local data" } else { "exception" })));
+                    tr.push((
+                        ctx.ptr(ts + o),
+                        Label::Field(if l == "ts.dict" {
+                            "thread-local data"
+                        } else {
+                            "exception"
+                        }),
+                    ));
                 }
             }
             if let Some(es) = ctx.off("ts.exc_state") {
                 let n = if ctx.at_least(11) { 1 } else { 3 };
-                let base = ts + es + if ctx.at_least(11) { ctx.off("errstack.exc_value").unwrap_or(0) } else { 0 };
+                let base = ts
+                    + es
+                    + if ctx.at_least(11) {
+                        ctx.off("errstack.exc_value").unwrap_or(0)
+                    } else {
+                        0
+                    };
                 for i in 0..n {
                     tr.push((ctx.ptr(base + 8 * i), Label::Field("handled exception")));
                 }
@@ -321,8 +386,17 @@ pub fn build(ctx: &Ctx) -> Result<Graph, HeapError> {
                     e.push((fr, Label::Field("frame")));
                     let nl = {
                         let o = &ctx.o;
-                        let tl = |t: u64| if t == 0 { 0 } else { ctx.mem.i64(t + 16).unwrap_or(0).clamp(0, 1 << 16) as u64 };
-                        ctx.mem.i32(code + o.co_nlocals).unwrap_or(0).clamp(0, 1 << 16) as u64
+                        let tl = |t: u64| {
+                            if t == 0 {
+                                0
+                            } else {
+                                ctx.mem.i64(t + 16).unwrap_or(0).clamp(0, 1 << 16) as u64
+                            }
+                        };
+                        ctx.mem
+                            .i32(code + o.co_nlocals)
+                            .unwrap_or(0)
+                            .clamp(0, 1 << 16) as u64
                             + tl(ctx.ptr(code + o.co_cellvars))
                             + tl(ctx.ptr(code + o.co_freevars))
                     };
@@ -338,7 +412,12 @@ pub fn build(ctx: &Ctx) -> Result<Graph, HeapError> {
                 if code == 0 || code == ctx.known.none {
                     continue;
                 }
-                let fv = new_v(code_label(ctx, code), &mut vname, &mut vaddr_edges, &mut vvirt_edges);
+                let fv = new_v(
+                    code_label(ctx, code),
+                    &mut vname,
+                    &mut vaddr_edges,
+                    &mut vvirt_edges,
+                );
                 vaddr_edges[fv as usize] = e;
                 vvirt_edges[parent as usize].push((fv, Label::Text(fv)));
                 parent = fv;
@@ -346,7 +425,12 @@ pub fn build(ctx: &Ctx) -> Result<Graph, HeapError> {
         }
     }
     // interpreter internals
-    let iv = new_v(ROOT_INTERNALS.into(), &mut vname, &mut vaddr_edges, &mut vvirt_edges);
+    let iv = new_v(
+        ROOT_INTERNALS.into(),
+        &mut vname,
+        &mut vaddr_edges,
+        &mut vvirt_edges,
+    );
     vvirt_edges[0].push((iv, Label::Text(iv)));
     {
         let mut e: Vec<u64> = vec![];
@@ -365,9 +449,19 @@ pub fn build(ctx: &Ctx) -> Result<Graph, HeapError> {
         super::roots::roots_with(ctx, &mut e, false);
         vaddr_edges[iv as usize].extend(e.into_iter().map(|p| (p, Label::Field("internal"))));
     }
-    let nv = new_v(ROOT_NATIVE.into(), &mut vname, &mut vaddr_edges, &mut vvirt_edges);
+    let nv = new_v(
+        ROOT_NATIVE.into(),
+        &mut vname,
+        &mut vaddr_edges,
+        &mut vvirt_edges,
+    );
     vvirt_edges[0].push((nv, Label::Text(nv)));
-    let uv = new_v(ROOT_UNREACHABLE.into(), &mut vname, &mut vaddr_edges, &mut vvirt_edges);
+    let uv = new_v(
+        ROOT_UNREACHABLE.into(),
+        &mut vname,
+        &mut vaddr_edges,
+        &mut vvirt_edges,
+    );
     vvirt_edges[0].push((uv, Label::Text(uv)));
     let first_object = vname.len() as u32;
 
@@ -464,7 +558,11 @@ pub fn build(ctx: &Ctx) -> Result<Graph, HeapError> {
         type_names,
         type_kinds,
         names: b.names,
-        census: Census { gc_tracked: gc_tracked as u64, rejected_refs: b.rejected, ..Default::default() },
+        census: Census {
+            gc_tracked: gc_tracked as u64,
+            rejected_refs: b.rejected,
+            ..Default::default()
+        },
     };
 
     // ---- native referrers: refcount beyond the references found (immortal and static objects excluded)
@@ -506,8 +604,10 @@ pub fn build(ctx: &Ctx) -> Result<Graph, HeapError> {
             }
         }
     }
-    let unreached: Vec<(u32, Label)> =
-        (first_object..n as u32).filter(|&i| !seen[i as usize]).map(|i| (i, Label::Field("cycle"))).collect();
+    let unreached: Vec<(u32, Label)> = (first_object..n as u32)
+        .filter(|&i| !seen[i as usize])
+        .map(|i| (i, Label::Field("cycle")))
+        .collect();
     g.vedges[uv as usize] = unreached;
 
     // ---- the census, from the same nodes

@@ -38,7 +38,13 @@ impl Label {
             self,
             Label::Class
                 | Label::Field(
-                    "f_globals" | "f_builtins" | "f_code" | "f_func" | "func_globals" | "func_builtins" | "__module__"
+                    "f_globals"
+                        | "f_builtins"
+                        | "f_code"
+                        | "f_func"
+                        | "func_globals"
+                        | "func_builtins"
+                        | "__module__"
                 )
         )
     }

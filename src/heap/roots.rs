@@ -19,7 +19,12 @@ pub fn interpreters(ctx: &Ctx) -> Vec<u64> {
 /// Thread states of an interpreter.
 pub fn threads(ctx: &Ctx, interp: u64) -> Vec<u64> {
     let mut v = vec![];
-    let (Some(head), Some(next)) = (ctx.off("interp.tstate_head/threads.head"), ctx.off("ts.next")) else { return v };
+    let (Some(head), Some(next)) = (
+        ctx.off("interp.tstate_head/threads.head"),
+        ctx.off("ts.next"),
+    ) else {
+        return v;
+    };
     let mut t = ctx.ptr(interp + head);
     while t != 0 && v.len() < 100_000 && !v.contains(&t) {
         v.push(t);
@@ -33,7 +38,10 @@ pub fn thread_frame(ctx: &Ctx, ts: u64) -> u64 {
     if let Some(f) = ctx.off("ts.current_frame") {
         return ctx.ptr(ts + f);
     }
-    if let Some(cf) = ctx.off("ts.cframe") {
+    // (3.10 has a cframe too, but it only carries use_tracing; its frames hang off tstate->frame)
+    if ctx.at_least(11)
+        && let Some(cf) = ctx.off("ts.cframe")
+    {
         let cframe = ctx.ptr(ts + cf);
         return ctx.ptr(cframe + ctx.off("cframe.current_frame").unwrap_or(0));
     }
@@ -61,7 +69,9 @@ pub fn static_type_dict(ctx: &Ctx, t: u64) -> Option<u64> {
     }
     let (stride, dict_off) = if ctx.at_least(13) { (48, 24) } else { (40, 16) };
     let e = ctx.interp + types + 98320 + (idx - 1) * stride;
-    (ctx.ptr(e) == t).then(|| ctx.ptr(e + dict_off)).filter(|&d| d != 0)
+    (ctx.ptr(e) == t)
+        .then(|| ctx.ptr(e + dict_off))
+        .filter(|&d| d != 0)
 }
 
 /// All root references. Pointers are validated by the walker.
@@ -73,13 +83,22 @@ pub fn roots(ctx: &Ctx, out: &mut Vec<u64>) {
 pub fn roots_with(ctx: &Ctx, out: &mut Vec<u64>, with_threads: bool) {
     let mut items = vec![];
     for interp in interpreters(ctx) {
-        for l in ["interp.modules", "interp.sysdict", "interp.builtins", "interp.dict"] {
+        for l in [
+            "interp.modules",
+            "interp.sysdict",
+            "interp.builtins",
+            "interp.dict",
+        ] {
             if let Some(o) = ctx.off(l) {
                 out.push(ctx.ptr(interp + o));
             }
         }
         if let Some(gc) = ctx.off("interp.gc").or(ctx.off("rt.gc")) {
-            let base = if ctx.off("interp.gc").is_some() { interp } else { ctx.runtime };
+            let base = if ctx.off("interp.gc").is_some() {
+                interp
+            } else {
+                ctx.runtime
+            };
             for l in ["gc.garbage", "gc.callbacks"] {
                 if let Some(o) = ctx.off(l) {
                     out.push(ctx.ptr(base + gc + o));

@@ -20,7 +20,9 @@ pub fn header(ctx: &Ctx, ti: &TypeInfo) -> u64 {
 
 /// Size of a dict keys object as `_PyDict_KeysSize` computes it.
 pub fn keys_size(ctx: &Ctx, keys: u64) -> u64 {
-    let Some(ki) = keys_info(ctx, keys) else { return 0 };
+    let Some(ki) = keys_info(ctx, keys) else {
+        return 0;
+    };
     let usable = ki.size * 2 / 3;
     ctx.o.sizeof_keys + ki.index_bytes + usable * ki.entry_size
 }
@@ -30,9 +32,15 @@ fn dict_sizeof(ctx: &Ctx, d: u64, basicsize: u64) -> u64 {
     let mut res = basicsize;
     let keys = ctx.ptr(d + o.ma_keys);
     let values = ctx.ptr(d + o.ma_values);
-    let Some(ki) = keys_info(ctx, keys) else { return res };
+    let Some(ki) = keys_info(ctx, keys) else {
+        return res;
+    };
     if values != 0 {
-        res += if ctx.at_least(11) { (ki.nentries + ki.usable) * 8 } else { (ki.size * 2 / 3) * 8 };
+        res += if ctx.at_least(11) {
+            (ki.nentries + ki.usable) * 8
+        } else {
+            (ki.size * 2 / 3) * 8
+        };
     }
     if ctx.u64(keys) == Some(1) {
         res += keys_size(ctx, keys);
@@ -49,7 +57,11 @@ fn str_sizeof(ctx: &Ctx, s: u64) -> u64 {
     let compact = state & 0x20 != 0;
     let ascii = state & 0x40 != 0;
     let mut size = if compact {
-        if ascii { o.ascii_size + len + 1 } else { o.compact_size + (len + 1) * kind }
+        if ascii {
+            o.ascii_size + len + 1
+        } else {
+            o.compact_size + (len + 1) * kind
+        }
     } else {
         let data = ctx.ptr(s + o.ustr_data);
         o.unicode_size + if data != 0 { (len + 1) * kind } else { 0 }
@@ -57,7 +69,11 @@ fn str_sizeof(ctx: &Ctx, s: u64) -> u64 {
     // a cached UTF-8 copy, unless it is the data itself (compact ASCII)
     if !(compact && ascii) {
         let utf8 = ctx.ptr(s + o.utf8);
-        let data = if compact { s + o.compact_size } else { ctx.ptr(s + o.ustr_data) };
+        let data = if compact {
+            s + o.compact_size
+        } else {
+            ctx.ptr(s + o.ustr_data)
+        };
         if utf8 != 0 && utf8 != data {
             size += ctx.ptr(s + o.utf8_length) + 1;
         }
@@ -65,9 +81,17 @@ fn str_sizeof(ctx: &Ctx, s: u64) -> u64 {
     // <= 3.11: a wchar_t copy
     if o.wstr != u64::MAX {
         let wstr = ctx.ptr(s + o.wstr);
-        let data = if compact { s + if ascii { o.ascii_size } else { o.compact_size } } else { ctx.ptr(s + o.ustr_data) };
+        let data = if compact {
+            s + if ascii { o.ascii_size } else { o.compact_size }
+        } else {
+            ctx.ptr(s + o.ustr_data)
+        };
         if wstr != 0 && wstr != data {
-            let wlen = if compact && ascii { len } else { ctx.ptr(s + o.wstr_length) };
+            let wlen = if compact && ascii {
+                len
+            } else {
+                ctx.ptr(s + o.wstr_length)
+            };
             size += (wlen + 1) * 4;
         }
     }
@@ -94,7 +118,11 @@ pub fn getsizeof(ctx: &Ctx, a: u64, ti: &TypeInfo) -> u64 {
     let ob_size = || m.i64(a + 16).unwrap_or(0).unsigned_abs();
     let body = match ti.kind {
         Kind::Int => {
-            let n = if ctx.at_least(12) { ctx.ptr(a + o.lv_tag) >> 3 } else { ob_size() };
+            let n = if ctx.at_least(12) {
+                ctx.ptr(a + o.lv_tag) >> 3
+            } else {
+                ob_size()
+            };
             let n = if ctx.at_least(11) { n.max(1) } else { n };
             24 + 4 * n
         }
@@ -103,7 +131,12 @@ pub fn getsizeof(ctx: &Ctx, a: u64, ti: &TypeInfo) -> u64 {
         Kind::Dict => dict_sizeof(ctx, a, basic),
         Kind::Set => {
             let table = ctx.ptr(a + o.set_table);
-            basic + if table != a + o.set_smalltable { (ctx.ptr(a + o.set_mask) + 1) * 16 } else { 0 }
+            basic
+                + if table != a + o.set_smalltable {
+                    (ctx.ptr(a + o.set_mask) + 1) * 16
+                } else {
+                    0
+                }
         }
         Kind::ByteArray => {
             let alloc = ctx.ptr(a + o.ba_alloc);
@@ -147,7 +180,11 @@ pub fn getsizeof(ctx: &Ctx, a: u64, ti: &TypeInfo) -> u64 {
     let is_type_obj = ti.kind == Kind::Type;
     let gc_header = if is_type_obj {
         // type objects: heap types are GC objects, static ones are not
-        if ctx.u64(a + ctx.tp_flags).unwrap_or(0) & flags::HEAPTYPE != 0 { header(ctx, ti) } else { 0 }
+        if ctx.u64(a + ctx.tp_flags).unwrap_or(0) & flags::HEAPTYPE != 0 {
+            header(ctx, ti)
+        } else {
+            0
+        }
     } else {
         header(ctx, ti)
     };
@@ -175,7 +212,9 @@ pub fn footprint(ctx: &Ctx, a: u64, ti: &TypeInfo, getsizeof: u64) -> u64 {
             if values != 0 {
                 let prefix = m.u8(values.wrapping_sub(1)).unwrap_or(0) as u64;
                 let keys = ctx.ptr(ti.addr + ctx.ht_cached_keys);
-                let n = keys_info(ctx, keys).map(|k| k.nentries + k.usable).unwrap_or(0);
+                let n = keys_info(ctx, keys)
+                    .map(|k| k.nentries + k.usable)
+                    .unwrap_or(0);
                 return getsizeof + prefix + n * 8;
             }
         }

@@ -78,6 +78,8 @@ pub struct TypeInfo {
     pub kind: Kind,
     /// basicsize of the nearest static base (the part the base kind's decoder understands)
     pub base_basicsize: i64,
+    /// fields a C subclass adds to a builtin base: [start, end) scanned for references
+    pub extra_scan: (i64, i64),
     pub weaklistoffset: i64,
     /// Offsets of object slots (`__slots__`, T_OBJECT members) of the heap types in the MRO.
     pub slots: Vec<u64>,
@@ -139,12 +141,16 @@ impl Types {
         if t == ctx.known.type_type {
             return true;
         }
-        let Some(meta) = ctx.u64(t + 8) else { return false };
+        let Some(meta) = ctx.u64(t + 8) else {
+            return false;
+        };
         if meta == ctx.known.type_type {
             return true;
         }
         // a metaclass: itself a type whose flags say it subclasses `type`
-        let Some(mf) = ctx.u64(meta + ctx.tp_flags) else { return false };
+        let Some(mf) = ctx.u64(meta + ctx.tp_flags) else {
+            return false;
+        };
         mf & flags::TYPE_SUBCLASS != 0 && self.is_type_object(ctx, meta, depth + 1)
     }
 
@@ -167,11 +173,12 @@ impl Types {
         }
         let is_heap = fl & flags::HEAPTYPE != 0;
         // nearest known builtin base
-        let (mut kind, mut base_basicsize) = (Kind::Other, basicsize);
+        let (mut kind, mut base_basicsize) = (Kind::Object, 16);
+        // basicsize of the first static C type in the chain that has no decoder of its own
+        let mut c_static: Option<i64> = None;
         let mut b = t;
         for _ in 0..64 {
             if b == 0 {
-                kind = Kind::Object;
                 break;
             }
             if let Some(&(_, k)) = ctx.known.kinds.iter().find(|(a, _)| *a == b) {
@@ -180,16 +187,32 @@ impl Types {
                 break;
             }
             let bf = ctx.u64(b + ctx.tp_flags).unwrap_or(0);
-            if bf & flags::HEAPTYPE == 0 {
-                // a static C type we have no decoder for
-                kind = Kind::Other;
-                base_basicsize = ctx.u64(b + ctx.tp_basicsize).unwrap_or(16) as i64;
-                break;
+            if bf & flags::HEAPTYPE == 0 && c_static.is_none() {
+                c_static = Some(ctx.u64(b + ctx.tp_basicsize).unwrap_or(16) as i64);
             }
             b = ctx.ptr(b + ctx.tp_base);
         }
-        let module = if is_heap { type_module(ctx, t).unwrap_or_default() } else { String::new() };
-        let (slots, slot_names) = if is_heap { slot_offsets(ctx, t) } else { (vec![], vec![]) };
+        // A C type derived from a builtin (OrderedDict from dict, a struct sequence from tuple) is decoded as that
+        // builtin, and the fields it adds are scanned; one derived from object alone is scanned whole.
+        let mut extra_scan = (0, 0);
+        if let Some(cs) = c_static {
+            if kind == Kind::Object {
+                kind = Kind::Other;
+                base_basicsize = cs;
+            } else if cs > base_basicsize && itemsize == 0 {
+                extra_scan = (base_basicsize, cs);
+            }
+        }
+        let module = if is_heap {
+            type_module(ctx, t).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        let (slots, slot_names) = if is_heap {
+            slot_offsets(ctx, t)
+        } else {
+            (vec![], vec![])
+        };
         let keyname = (module.clone(), name.clone());
         let key = match self.keys.get(&keyname) {
             Some(&k) => k,
@@ -210,6 +233,7 @@ impl Types {
             dictoffset: ctx.u64(t + ctx.tp_dictoffset).unwrap_or(0) as i64,
             kind,
             base_basicsize,
+            extra_scan,
             weaklistoffset: ctx.u64(t + ctx.tp_weaklistoffset).unwrap_or(0) as i64,
             slots,
             slot_names,
@@ -260,7 +284,7 @@ fn slot_offsets(ctx: &Ctx, t: u64) -> (Vec<u64>, Vec<u64>) {
             }
             let ty = ctx.mem.i32(m + 8).unwrap_or(0);
             let off = ctx.u64(m + 16).unwrap_or(0);
-            if (ty == 6 || ty == 16) && off >= 16 && off < (1 << 20) && !out.contains(&off) {
+            if (ty == 6 || ty == 16) && (16..(1 << 20)).contains(&off) && !out.contains(&off) {
                 out.push(off);
                 names.push(ctx.ptr(m));
             }

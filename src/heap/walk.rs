@@ -17,12 +17,21 @@ struct Visited {
 
 impl Visited {
     fn new(ctx: &Ctx) -> Visited {
-        Visited { bits: ctx.mem.regions().iter().map(|r| vec![0u64; r.len().div_ceil(8 * 64)]).collect() }
+        Visited {
+            bits: ctx
+                .mem
+                .regions()
+                .iter()
+                .map(|r| vec![0u64; r.len().div_ceil(8 * 64)])
+                .collect(),
+        }
     }
     /// Set the bit for `a`; false if it was already set or `a` is outside the snapshot.
     #[inline]
     fn insert(&mut self, ctx: &Ctx, a: u64) -> bool {
-        let Some((i, off)) = ctx.mem.locate(a) else { return false };
+        let Some((i, off)) = ctx.mem.locate(a) else {
+            return false;
+        };
         self.insert_at(i, off)
     }
     #[inline]
@@ -58,39 +67,45 @@ pub fn census(ctx: &Ctx) -> Result<Census, HeapError> {
     roots(ctx, &mut root_refs);
 
     let mut tallies: Vec<TypeTally> = Vec::new();
-    let mut census = Census { gc_tracked: gc_tracked as u64, ..Default::default() };
+    let mut census = Census {
+        gc_tracked: gc_tracked as u64,
+        ..Default::default()
+    };
     let mut out: Vec<u64> = Vec::with_capacity(1024);
     let mut items = Vec::new();
     let mut rejected = 0u64;
-    let mut consider = |p: u64, work: &mut Vec<(u64, bool)>, visited: &mut Visited, types: &mut Types| {
-        if p == 0 || p & 7 != 0 {
-            return;
-        }
-        let Some((region, off)) = ctx.mem.locate(p) else {
-            rejected += 1;
-            return;
+    let mut consider =
+        |p: u64, work: &mut Vec<(u64, bool)>, visited: &mut Visited, types: &mut Types| {
+            if p == 0 || p & 7 != 0 {
+                return;
+            }
+            let Some((region, off)) = ctx.mem.locate(p) else {
+                rejected += 1;
+                return;
+            };
+            let Some(hdr) = ctx.mem.regions()[region].data.as_slice().get(off..off + 16) else {
+                rejected += 1;
+                return;
+            };
+            let refcnt = u32::from_le_bytes(hdr[..4].try_into().unwrap());
+            let t = u64::from_le_bytes(hdr[8..16].try_into().unwrap());
+            // a live object has a non-zero refcount and a valid type
+            if refcnt == 0 || types.get(ctx, t).is_none() {
+                rejected += 1;
+                return;
+            }
+            if visited.insert_at(region, off) {
+                work.push((p, false));
+            }
         };
-        let Some(hdr) = ctx.mem.regions()[region].data.as_slice().get(off..off + 16) else {
-            rejected += 1;
-            return;
-        };
-        let refcnt = u32::from_le_bytes(hdr[..4].try_into().unwrap());
-        let t = u64::from_le_bytes(hdr[8..16].try_into().unwrap());
-        // a live object has a non-zero refcount and a valid type
-        if refcnt == 0 || types.get(ctx, t).is_none() {
-            rejected += 1;
-            return;
-        }
-        if visited.insert_at(region, off) {
-            work.push((p, false));
-        }
-    };
     for p in root_refs.drain(..) {
         consider(p, &mut work, &mut visited, &mut types);
     }
     while let Some((a, is_tracked)) = work.pop() {
         let Some(t) = ctx.u64(a + 8) else { continue };
-        let Some(ti) = types.get(ctx, t) else { continue };
+        let Some(ti) = types.get(ctx, t) else {
+            continue;
+        };
         let ti = types.infos[ti as usize].clone();
         if ctx.is_static(a) {
             census.static_objects += 1;

@@ -28,7 +28,13 @@ pub fn max_len() -> usize {
         .as_object()
         .unwrap()
         .values()
-        .map(|secs| secs.as_array().unwrap().iter().map(|s| s[1].as_array().unwrap().len()).sum::<usize>())
+        .map(|secs| {
+            secs.as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s[1].as_array().unwrap().len())
+                .sum::<usize>()
+        })
         .max()
         .unwrap_or(0);
     8 + 8 * (2 + n)
@@ -47,7 +53,8 @@ impl DebugOffsets {
             return Err(LayoutError::DebugOffsets("no xdebugpy cookie".into()));
         }
         let rd = |i: usize| -> Option<u64> {
-            raw.get(8 + 8 * i..16 + 8 * i).map(|b| u64::from_le_bytes(b.try_into().unwrap()))
+            raw.get(8 + 8 * i..16 + 8 * i)
+                .map(|b| u64::from_le_bytes(b.try_into().unwrap()))
         };
         let version = PyVersion::from_hex(rd(0).unwrap());
         let free_threaded = rd(1).unwrap_or(0) != 0;
@@ -59,7 +66,9 @@ impl DebugOffsets {
             None => {
                 let newest = lists.keys().max_by_key(|k| PyVersion::parse(k)).unwrap();
                 if PyVersion::parse(newest).unwrap() > version {
-                    return Err(LayoutError::DebugOffsets(format!("no field list for {version}")));
+                    return Err(LayoutError::DebugOffsets(format!(
+                        "no field list for {version}"
+                    )));
                 }
                 (newest.clone(), &lists[newest])
             }
@@ -74,7 +83,12 @@ impl DebugOffsets {
                 i += 1;
             }
         }
-        Ok(DebugOffsets { version, free_threaded, field_list: list_name, fields })
+        Ok(DebugOffsets {
+            version,
+            free_threaded,
+            field_list: list_name,
+            fields,
+        })
     }
 
     /// (table label, table value, debug-offsets value) for every covered field where the two disagree.

@@ -9,6 +9,9 @@ use std::fmt;
 
 pub use debug_offsets::DebugOffsets;
 
+/// `micro` of a version known only as major.minor (from a file name).
+pub const MICRO_UNKNOWN: u8 = 255;
+
 /// A CPython version as in `PY_VERSION_HEX`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PyVersion {
@@ -31,7 +34,13 @@ impl PyVersion {
         }
     }
     pub fn new(major: u8, minor: u8, micro: u8) -> PyVersion {
-        PyVersion { major, minor, micro, level: 0xf, serial: 0 }
+        PyVersion {
+            major,
+            minor,
+            micro,
+            level: 0xf,
+            serial: 0,
+        }
     }
     /// Parse "3.12.1", "3.13.0rc2", "3.14" (micro 0).
     pub fn parse(s: &str) -> Option<PyVersion> {
@@ -48,7 +57,13 @@ impl PyVersion {
             Some("r") => (0xc, tail.trim_start_matches("rc").parse().unwrap_or(0)),
             _ => (0xf, 0),
         };
-        Some(PyVersion { major, minor, micro, level, serial })
+        Some(PyVersion {
+            major,
+            minor,
+            micro,
+            level,
+            serial,
+        })
     }
     pub fn at_least(&self, minor: u8) -> bool {
         self.major > 3 || (self.major == 3 && self.minor >= minor)
@@ -60,6 +75,9 @@ impl PyVersion {
 
 impl fmt::Display for PyVersion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.micro == MICRO_UNKNOWN {
+            return write!(f, "{}.{}", self.major, self.minor);
+        }
         write!(f, "{}.{}.{}", self.major, self.minor, self.micro)?;
         match self.level {
             0xa => write!(f, "a{}", self.serial),
@@ -127,7 +145,10 @@ impl Table {
         Table {
             build: meta["build"].as_str().unwrap_or("?").to_string(),
             min: PyVersion::parse(meta["min_version"].as_str().unwrap_or("0.0.0")).unwrap(),
-            max_exclusive: PyVersion::parse(meta["max_version_exclusive"].as_str().unwrap_or("0.0.0")).unwrap(),
+            max_exclusive: PyVersion::parse(
+                meta["max_version_exclusive"].as_str().unwrap_or("0.0.0"),
+            )
+            .unwrap(),
             source: meta["source"].as_str().unwrap_or("").to_string(),
             fields,
         }
@@ -187,7 +208,8 @@ impl Layout {
         }
         let all = Table::all();
         let mut notes = vec![];
-        let mut candidates: Vec<Table> = all.iter().filter(|t| t.covers(version)).cloned().collect();
+        let mut candidates: Vec<Table> =
+            all.iter().filter(|t| t.covers(version)).cloned().collect();
         let mut too_new = false;
         if candidates.is_empty() {
             // Newer than every table: accept only if the newest table fits the target's debug offsets exactly.
@@ -216,7 +238,9 @@ impl Layout {
                 return Err(LayoutError::TooNew(version));
             }
             for (label, table_v, dbg_v) in &mism {
-                notes.push(format!("{label}: table {table_v:?}, _Py_DebugOffsets {dbg_v} (using the latter)"));
+                notes.push(format!(
+                    "{label}: table {table_v:?}, _Py_DebugOffsets {dbg_v} (using the latter)"
+                ));
             }
             used = d.apply(&mut chosen);
         } else if too_new {
@@ -228,9 +252,22 @@ impl Layout {
                 chosen.build
             ));
         }
-        let gc_kind = if chosen.get("gc.young").is_some() { GcKind::Incremental } else { GcKind::Generational };
-        notes.insert(0, format!("layout table {} ({})", chosen.build, chosen.source));
-        Ok(Layout { version, table: chosen, gc_kind, debug_offsets_used: used, notes })
+        let gc_kind = if chosen.get("gc.young").is_some() {
+            GcKind::Incremental
+        } else {
+            GcKind::Generational
+        };
+        notes.insert(
+            0,
+            format!("layout table {} ({})", chosen.build, chosen.source),
+        );
+        Ok(Layout {
+            version,
+            table: chosen,
+            gc_kind,
+            debug_offsets_used: used,
+            notes,
+        })
     }
 
     pub fn get(&self, label: &str) -> Option<i64> {
@@ -239,8 +276,10 @@ impl Layout {
 
     /// A field that must exist for this version.
     pub fn req(&self, label: &str) -> Result<i64, LayoutError> {
-        self.get(label)
-            .ok_or_else(|| LayoutError::MissingField { table: self.table.build.clone(), field: label.into() })
+        self.get(label).ok_or_else(|| LayoutError::MissingField {
+            table: self.table.build.clone(),
+            field: label.into(),
+        })
     }
 }
 
@@ -251,7 +290,13 @@ mod tests {
     #[test]
     fn every_table_parses_and_has_core_fields() {
         for t in Table::all() {
-            for f in ["type.tp_name", "type.tp_flags", "dict.ma_keys", "list.ob_item", "sizeof(PyTypeObject)"] {
+            for f in [
+                "type.tp_name",
+                "type.tp_flags",
+                "dict.ma_keys",
+                "list.ob_item",
+                "sizeof(PyTypeObject)",
+            ] {
                 assert!(t.get(f).is_some(), "{} lacks {f}", t.build);
             }
             assert!(t.min < t.max_exclusive, "{}", t.build);
@@ -274,20 +319,42 @@ mod tests {
         assert_eq!(pick(PyVersion::new(3, 14, 3)), "3.14.3");
         assert_eq!(pick(PyVersion::new(3, 14, 4)), "3.14.4");
         assert_eq!(pick(PyVersion::new(3, 14, 5)), "3.14.10");
-        assert_eq!(Layout::select(PyVersion::new(3, 14, 2), None).unwrap().gc_kind, GcKind::Incremental);
-        assert_eq!(Layout::select(PyVersion::new(3, 14, 10), None).unwrap().gc_kind, GcKind::Generational);
+        assert_eq!(
+            Layout::select(PyVersion::new(3, 14, 2), None)
+                .unwrap()
+                .gc_kind,
+            GcKind::Incremental
+        );
+        assert_eq!(
+            Layout::select(PyVersion::new(3, 14, 10), None)
+                .unwrap()
+                .gc_kind,
+            GcKind::Generational
+        );
     }
 
     #[test]
     fn refuses_old_and_unknown_new_versions() {
-        assert!(matches!(Layout::select(PyVersion::new(3, 7, 16), None), Err(LayoutError::Unsupported(_))));
-        assert!(matches!(Layout::select(PyVersion::new(2, 7, 18), None), Err(LayoutError::Unsupported(_))));
-        assert!(matches!(Layout::select(PyVersion::new(3, 16, 0), None), Err(LayoutError::TooNew(_))));
+        assert!(matches!(
+            Layout::select(PyVersion::new(3, 7, 16), None),
+            Err(LayoutError::Unsupported(_))
+        ));
+        assert!(matches!(
+            Layout::select(PyVersion::new(2, 7, 18), None),
+            Err(LayoutError::Unsupported(_))
+        ));
+        assert!(matches!(
+            Layout::select(PyVersion::new(3, 16, 0), None),
+            Err(LayoutError::TooNew(_))
+        ));
     }
 
     #[test]
     fn version_parsing() {
-        assert_eq!(PyVersion::parse("3.12.1").unwrap(), PyVersion::new(3, 12, 1));
+        assert_eq!(
+            PyVersion::parse("3.12.1").unwrap(),
+            PyVersion::new(3, 12, 1)
+        );
         assert_eq!(PyVersion::parse("3.13.0rc2").unwrap().level, 0xc);
         assert_eq!(PyVersion::from_hex(0x030d12f0), PyVersion::new(3, 13, 18));
         assert_eq!(PyVersion::from_hex(0x030f02f0).to_string(), "3.15.2");

@@ -17,15 +17,28 @@ impl LiveProcess {
 
     /// The current `/proc/PID/maps`.
     pub fn maps(&self) -> io::Result<Vec<MapEntry>> {
-        Ok(parse_maps(&std::fs::read_to_string(format!("/proc/{}/maps", self.pid))?))
+        Ok(parse_maps(&std::fs::read_to_string(format!(
+            "/proc/{}/maps",
+            self.pid
+        ))?))
     }
 
     fn readv(&self, addr: u64, buf: &mut [u8]) -> io::Result<usize> {
-        let local = libc::iovec { iov_base: buf.as_mut_ptr() as *mut libc::c_void, iov_len: buf.len() };
-        let remote = libc::iovec { iov_base: addr as *mut libc::c_void, iov_len: buf.len() };
+        let local = libc::iovec {
+            iov_base: buf.as_mut_ptr() as *mut libc::c_void,
+            iov_len: buf.len(),
+        };
+        let remote = libc::iovec {
+            iov_base: addr as *mut libc::c_void,
+            iov_len: buf.len(),
+        };
         // SAFETY: the local iovec covers exactly `buf`, which we borrow mutably; the remote side is only read.
         let n = unsafe { libc::process_vm_readv(self.pid, &local, 1, &remote, 1, 0) };
-        if n < 0 { Err(io::Error::last_os_error()) } else { Ok(n as usize) }
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(n as usize)
+        }
     }
 
     /// Copy `buf.len()` bytes from `addr` in large chunks; unreadable pages are left as they are (zero).
@@ -45,7 +58,10 @@ impl LiveProcess {
                     got += k;
                 }
                 Err(e) => {
-                    if matches!(e.raw_os_error(), Some(libc::ESRCH) | Some(libc::EPERM) | Some(libc::EACCES)) {
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::ESRCH) | Some(libc::EPERM) | Some(libc::EACCES)
+                    ) {
                         return Err(e);
                     }
                     first_err.get_or_insert(e);
@@ -80,7 +96,14 @@ impl MemorySource for LiveProcess {
                     });
                 }
                 Ok(k) => done += k,
-                Err(source) => return Err(MemoryError::Read { pid: self.pid, addr, len: buf.len(), source }),
+                Err(source) => {
+                    return Err(MemoryError::Read {
+                        pid: self.pid,
+                        addr,
+                        len: buf.len(),
+                        source,
+                    });
+                }
             }
         }
         Ok(())
@@ -104,7 +127,12 @@ pub fn alloc_buffer(len: usize) -> io::Result<RegionData> {
         // SAFETY: madvise on a mapping we own, covering exactly its length.
         unsafe {
             libc::madvise(m.as_ptr() as *mut libc::c_void, len, libc::MADV_HUGEPAGE);
-            if libc::madvise(m.as_ptr() as *mut libc::c_void, len, 23 /* MADV_POPULATE_WRITE */) != 0 {
+            if libc::madvise(
+                m.as_ptr() as *mut libc::c_void,
+                len,
+                23, /* MADV_POPULATE_WRITE */
+            ) != 0
+            {
                 // older kernels: touch every page
                 let p = m.as_ptr() as *mut u8;
                 for off in (0..len).step_by(4096) {
@@ -124,7 +152,11 @@ pub fn copy_mapping(p: &LiveProcess, m: &MapEntry, mut data: RegionData) -> io::
     Ok(Region {
         start: m.start,
         data,
-        name: if m.path.is_empty() { "[anon]".into() } else { m.path.clone() },
+        name: if m.path.is_empty() {
+            "[anon]".into()
+        } else {
+            m.path.clone()
+        },
         writable: m.write,
     })
 }

@@ -28,8 +28,10 @@ impl MapEntry {
     }
     /// Kernel-provided mappings that must never be read.
     pub fn is_special(&self) -> bool {
-        matches!(self.path.as_str(), "[vvar]" | "[vsyscall]" | "[vvar_vclock]")
-            || self.path.starts_with("/dev/")
+        matches!(
+            self.path.as_str(),
+            "[vvar]" | "[vsyscall]" | "[vvar_vclock]"
+        ) || self.path.starts_with("/dev/")
             || self.path.starts_with("/SYSV")
             || self.path.starts_with("/memfd:")
     }

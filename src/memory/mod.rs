@@ -11,7 +11,12 @@ pub use maps::{MapEntry, parse_maps};
 #[derive(Debug, thiserror::Error)]
 pub enum MemoryError {
     #[error("cannot read {len} bytes at {addr:#x} of pid {pid}: {source}")]
-    Read { pid: i32, addr: u64, len: usize, source: std::io::Error },
+    Read {
+        pid: i32,
+        addr: u64,
+        len: usize,
+        source: std::io::Error,
+    },
     #[error("address {addr:#x} is not in the snapshot")]
     Unmapped { addr: u64 },
 }
@@ -81,7 +86,10 @@ pub struct Snapshot {
 impl Snapshot {
     pub fn new(mut regions: Vec<Region>) -> Snapshot {
         regions.sort_by_key(|r| r.start);
-        Snapshot { regions, last: Cell::new(0) }
+        Snapshot {
+            regions,
+            last: Cell::new(0),
+        }
     }
 
     pub fn regions(&self) -> &[Region] {
@@ -134,7 +142,8 @@ impl Snapshot {
 
     #[inline]
     pub fn u64(&self, addr: u64) -> Option<u64> {
-        self.bytes(addr, 8).map(|b| u64::from_le_bytes(b.try_into().unwrap()))
+        self.bytes(addr, 8)
+            .map(|b| u64::from_le_bytes(b.try_into().unwrap()))
     }
     #[inline]
     pub fn i64(&self, addr: u64) -> Option<i64> {
@@ -142,7 +151,8 @@ impl Snapshot {
     }
     #[inline]
     pub fn u32(&self, addr: u64) -> Option<u32> {
-        self.bytes(addr, 4).map(|b| u32::from_le_bytes(b.try_into().unwrap()))
+        self.bytes(addr, 4)
+            .map(|b| u32::from_le_bytes(b.try_into().unwrap()))
     }
     #[inline]
     pub fn i32(&self, addr: u64) -> Option<i32> {
@@ -150,7 +160,8 @@ impl Snapshot {
     }
     #[inline]
     pub fn u16(&self, addr: u64) -> Option<u16> {
-        self.bytes(addr, 2).map(|b| u16::from_le_bytes(b.try_into().unwrap()))
+        self.bytes(addr, 2)
+            .map(|b| u16::from_le_bytes(b.try_into().unwrap()))
     }
     #[inline]
     pub fn u8(&self, addr: u64) -> Option<u8> {
@@ -189,8 +200,18 @@ mod tests {
     #[test]
     fn lookup_across_regions() {
         let s = Snapshot::new(vec![
-            Region { start: 0x2000, data: RegionData::Vec(vec![2; 0x1000]), name: "b".into(), writable: true },
-            Region { start: 0x1000, data: RegionData::Vec((0..=255u8).cycle().take(0x1000).collect()), name: "a".into(), writable: true },
+            Region {
+                start: 0x2000,
+                data: RegionData::Vec(vec![2; 0x1000]),
+                name: "b".into(),
+                writable: true,
+            },
+            Region {
+                start: 0x1000,
+                data: RegionData::Vec((0..=255u8).cycle().take(0x1000).collect()),
+                name: "a".into(),
+                writable: true,
+            },
         ]);
         assert_eq!(s.u8(0x1001), Some(1));
         assert_eq!(s.u8(0x2fff), Some(2));
@@ -205,7 +226,12 @@ mod tests {
     fn cstr_stops_at_nul_and_region_end() {
         let mut v = b"hello\0world".to_vec();
         v.resize(16, b'x');
-        let s = Snapshot::new(vec![Region { start: 0x100, data: RegionData::Vec(v), name: "a".into(), writable: false }]);
+        let s = Snapshot::new(vec![Region {
+            start: 0x100,
+            data: RegionData::Vec(v),
+            name: "a".into(),
+            writable: false,
+        }]);
         assert_eq!(s.cstr(0x100, 64).as_deref(), Some("hello"));
         assert_eq!(s.cstr(0x106, 64), None);
     }

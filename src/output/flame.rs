@@ -27,7 +27,8 @@ pub fn svg(stacks: &Stacks, title: &str, subtitle: &str) -> Result<Vec<u8>, Flam
     opts.min_width = 0.1;
     let text = stacks.folded();
     let mut out = Vec::new();
-    flamegraph::from_lines(&mut opts, text.lines(), &mut out).map_err(|e| FlameError::Render(e.to_string()))?;
+    flamegraph::from_lines(&mut opts, text.lines(), &mut out)
+        .map_err(|e| FlameError::Render(e.to_string()))?;
     Ok(out)
 }
 
@@ -56,11 +57,11 @@ pub fn json_tree(stacks: &Stacks, meta: Value, max_depth: usize) -> Value {
     }
     fn to_json(frame: &str, n: &Node) -> Value {
         let mut kids: Vec<&(String, Node)> = n.children.iter().collect();
-        kids.sort_by(|a, b| b.1.bytes.cmp(&a.1.bytes));
+        kids.sort_by_key(|k| std::cmp::Reverse(k.1.bytes));
         json!({"frame": frame, "bytes": n.bytes, "children": kids.iter().map(|(k, c)| to_json(k, c)).collect::<Vec<_>>()})
     }
     let mut kids: Vec<&(String, Node)> = root.children.iter().collect();
-    kids.sort_by(|a, b| b.1.bytes.cmp(&a.1.bytes));
+    kids.sort_by_key(|k| std::cmp::Reverse(k.1.bytes));
     json!({
         "meta": meta,
         "total_bytes": stacks.total,

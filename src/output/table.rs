@@ -17,15 +17,36 @@ pub fn render(r: &Report, limit: usize) -> String {
         human_bytes(r.bytes),
         r.pause_ms
     );
-    let _ = writeln!(s, "{:>12} {:>14} {:>7} {:>14}  TYPE", "COUNT", "BYTES", "SHARE", "FOOTPRINT");
+    let _ = writeln!(
+        s,
+        "{:>12} {:>14} {:>7} {:>14}  TYPE",
+        "COUNT", "BYTES", "SHARE", "FOOTPRINT"
+    );
     for t in r.types.iter().take(limit) {
-        let share = if r.bytes > 0 { 100.0 * t.bytes as f64 / r.bytes as f64 } else { 0.0 };
-        let name = if t.module.is_empty() { t.name.clone() } else { format!("{}.{}", t.module, t.name) };
-        let _ = writeln!(s, "{:>12} {:>14} {:>6.2}% {:>14}  {}", t.count, t.bytes, share, t.footprint, name);
+        let share = if r.bytes > 0 {
+            100.0 * t.bytes as f64 / r.bytes as f64
+        } else {
+            0.0
+        };
+        let name = if t.module.is_empty() {
+            t.name.clone()
+        } else {
+            format!("{}.{}", t.module, t.name)
+        };
+        let _ = writeln!(
+            s,
+            "{:>12} {:>14} {:>6.2}% {:>14}  {}",
+            t.count, t.bytes, share, t.footprint, name
+        );
     }
     if r.types.len() > limit {
         let rest: u64 = r.types[limit..].iter().map(|t| t.bytes).sum();
-        let _ = writeln!(s, "... {} more types, {} bytes", r.types.len() - limit, rest);
+        let _ = writeln!(
+            s,
+            "... {} more types, {} bytes",
+            r.types.len() - limit,
+            rest
+        );
     }
     for w in &r.warnings {
         let _ = writeln!(s, "warning: {w}");

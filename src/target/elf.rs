@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum ElfError {
     #[error("cannot read {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path} is not a usable ELF file: {msg}")]
     Parse { path: PathBuf, msg: String },
 }
@@ -30,14 +33,23 @@ pub struct ElfInfo {
 
 impl ElfInfo {
     pub fn load(path: &Path) -> Result<ElfInfo, ElfError> {
-        let data = std::fs::read(path).map_err(|source| ElfError::Io { path: path.into(), source })?;
+        let data = std::fs::read(path).map_err(|source| ElfError::Io {
+            path: path.into(),
+            source,
+        })?;
         Self::parse(path, &data)
     }
 
     pub fn parse(path: &Path, data: &[u8]) -> Result<ElfInfo, ElfError> {
-        let elf = Elf::parse(data).map_err(|e| ElfError::Parse { path: path.into(), msg: e.to_string() })?;
+        let elf = Elf::parse(data).map_err(|e| ElfError::Parse {
+            path: path.into(),
+            msg: e.to_string(),
+        })?;
         if !elf.is_64 || !elf.little_endian {
-            return Err(ElfError::Parse { path: path.into(), msg: "not a 64-bit little-endian ELF".into() });
+            return Err(ElfError::Parse {
+                path: path.into(),
+                msg: "not a 64-bit little-endian ELF".into(),
+            });
         }
         let mut symbols = HashMap::new();
         for sym in elf.dynsyms.iter() {
@@ -109,6 +121,10 @@ pub fn debug_file_candidates(root: &Path, build_id: &str) -> Vec<PathBuf> {
     if build_id.len() < 3 {
         return vec![];
     }
-    let rel = format!("usr/lib/debug/.build-id/{}/{}.debug", &build_id[..2], &build_id[2..]);
+    let rel = format!(
+        "usr/lib/debug/.build-id/{}/{}.debug",
+        &build_id[..2],
+        &build_id[2..]
+    );
     vec![root.join(&rel), Path::new("/").join(&rel)]
 }

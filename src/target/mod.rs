@@ -29,9 +29,13 @@ pub enum TargetError {
     NotPython { pid: i32, reason: String },
     #[error("process {pid}: {source}")]
     Layout { pid: i32, source: LayoutError },
-    #[error("process {pid} runs a free-threaded Python {version} build, which pymemspy does not support")]
+    #[error(
+        "process {pid} runs a free-threaded Python {version} build, which pymemspy does not support"
+    )]
     FreeThreaded { pid: i32, version: PyVersion },
-    #[error("process {pid} runs a debug build of Python {version} (Py_DEBUG), which pymemspy does not support")]
+    #[error(
+        "process {pid} runs a debug build of Python {version} (Py_DEBUG), which pymemspy does not support"
+    )]
     DebugBuild { pid: i32, version: PyVersion },
     #[error("process {0} exited while pymemspy was reading it")]
     Exited(i32),
@@ -64,7 +68,10 @@ impl TargetError {
     pub(crate) fn from_io(pid: i32, e: io::Error, what: &str) -> TargetError {
         match e.raw_os_error() {
             Some(libc::ESRCH) => TargetError::Exited(pid),
-            Some(libc::EPERM) | Some(libc::EACCES) => TargetError::Permission { pid, what: what.into() },
+            Some(libc::EPERM) | Some(libc::EACCES) => TargetError::Permission {
+                pid,
+                what: what.into(),
+            },
             _ if e.kind() == io::ErrorKind::NotFound => {
                 if Path::new(&format!("/proc/{pid}")).exists() {
                     TargetError::Io { pid, source: e }
@@ -72,7 +79,10 @@ impl TargetError {
                     TargetError::Exited(pid)
                 }
             }
-            _ if e.kind() == io::ErrorKind::PermissionDenied => TargetError::Permission { pid, what: what.into() },
+            _ if e.kind() == io::ErrorKind::PermissionDenied => TargetError::Permission {
+                pid,
+                what: what.into(),
+            },
             _ => TargetError::Io { pid, source: e },
         }
     }
@@ -105,7 +115,10 @@ impl PythonModule {
         let mut best: Option<(&String, u64)> = None;
         for (k, &v) in &self.elf.symbols {
             if let Some(rest) = k.strip_prefix(base).and_then(|r| r.strip_prefix('.'))
-                && rest.trim_start_matches("lto_priv.").chars().all(|c| c.is_ascii_digit())
+                && rest
+                    .trim_start_matches("lto_priv.")
+                    .chars()
+                    .all(|c| c.is_ascii_digit())
                 && best.is_none_or(|(b, _)| k < b)
             {
                 best = Some((k, v));
@@ -116,7 +129,8 @@ impl PythonModule {
 
     /// Run-time address of `_PyRuntime` (symbol, else the `.PyRuntime` section).
     pub fn runtime(&self) -> Option<u64> {
-        self.symbol("_PyRuntime").or_else(|| self.elf.sections.get(".PyRuntime").map(|s| s.0 + self.bias))
+        self.symbol("_PyRuntime")
+            .or_else(|| self.elf.sections.get(".PyRuntime").map(|s| s.0 + self.bias))
     }
 }
 
@@ -142,19 +156,30 @@ impl Target {
         let exe = match std::fs::read_link(proc_dir.join("exe")) {
             Ok(p) => p.to_string_lossy().into_owned(),
             Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
-                return Err(TargetError::Permission { pid, what: "inspect".into() });
+                return Err(TargetError::Permission {
+                    pid,
+                    what: "inspect".into(),
+                });
             }
             Err(_) => {
                 if !proc_dir.exists() {
                     return Err(TargetError::Exited(pid));
                 }
-                return Err(TargetError::NotPython { pid, reason: "it has no executable (a kernel thread?)".into() });
+                return Err(TargetError::NotPython {
+                    pid,
+                    reason: "it has no executable (a kernel thread?)".into(),
+                });
             }
         };
         let live = LiveProcess::new(pid);
-        let maps = live.maps().map_err(|e| TargetError::from_io(pid, e, "read the memory map of"))?;
+        let maps = live
+            .maps()
+            .map_err(|e| TargetError::from_io(pid, e, "read the memory map of"))?;
         if maps.is_empty() {
-            return Err(TargetError::NotPython { pid, reason: "it has no memory mappings".into() });
+            return Err(TargetError::NotPython {
+                pid,
+                reason: "it has no memory mappings".into(),
+            });
         }
         let python = find_python(pid, &maps)?;
         let runtime = python.runtime().ok_or_else(|| TargetError::NotPython {
@@ -171,17 +196,41 @@ impl Target {
             return Err(TargetError::from_io(pid, io, "read the memory of"));
         }
         let (version, debug_offsets) = version::detect(pid, &python, runtime, &live)?;
-        if debug_offsets.as_ref().is_some_and(|d| d.free_threaded) || python.path.contains(&format!("{}.{}t", version.major, version.minor)) {
+        if debug_offsets.as_ref().is_some_and(|d| d.free_threaded)
+            || python
+                .path
+                .contains(&format!("{}.{}t", version.major, version.minor))
+        {
             return Err(TargetError::FreeThreaded { pid, version });
         }
-        if ["_Py_RefTotal", "_Py_NegativeRefcount", "_Py_GetGlobalRefTotal"].iter().any(|s| python.elf.symbol(s).is_some()) {
+        if [
+            "_Py_RefTotal",
+            "_Py_NegativeRefcount",
+            "_Py_GetGlobalRefTotal",
+        ]
+        .iter()
+        .any(|s| python.elf.symbol(s).is_some())
+        {
             return Err(TargetError::DebugBuild { pid, version });
         }
-        Ok(Target { pid, exe, maps, python, runtime, version, debug_offsets, live })
+        Ok(Target {
+            pid,
+            exe,
+            maps,
+            python,
+            runtime,
+            version,
+            debug_offsets,
+            live,
+        })
     }
 
     /// Stop all threads (unless `nonblocking`), copy every readable non-code mapping, resume.
-    pub fn capture(&self, nonblocking: bool, stop_timeout: Duration) -> Result<Capture, TargetError> {
+    pub fn capture(
+        &self,
+        nonblocking: bool,
+        stop_timeout: Duration,
+    ) -> Result<Capture, TargetError> {
         capture(self, nonblocking, stop_timeout)
     }
 }
@@ -199,7 +248,9 @@ pub fn open_target_file(pid: i32, m: &MapEntry) -> Result<(PathBuf, ElfInfo), Ta
         Ok(e) => Ok((via_root, e)),
         Err(first) => {
             let via_map = PathBuf::from(format!("/proc/{pid}/map_files/{:x}-{:x}", m.start, m.end));
-            ElfInfo::load(&via_map).map(|e| (via_map, e)).map_err(|_| TargetError::Elf(first))
+            ElfInfo::load(&via_map)
+                .map(|e| (via_map, e))
+                .map_err(|_| TargetError::Elf(first))
         }
     }
 }
@@ -209,7 +260,10 @@ fn find_python(pid: i32, maps: &[MapEntry]) -> Result<PythonModule, TargetError>
     let mut names = vec![];
     let mut last_err = None;
     // libpython before the executable: in shared builds only the library has _PyRuntime
-    let mut cands: Vec<&MapEntry> = maps.iter().filter(|m| python_like(m) && m.offset == 0).collect();
+    let mut cands: Vec<&MapEntry> = maps
+        .iter()
+        .filter(|m| python_like(m) && m.offset == 0)
+        .collect();
     cands.sort_by_key(|m| !m.basename().starts_with("lib"));
     for m in cands {
         if seen.contains(&m.path.as_str()) {
@@ -224,33 +278,52 @@ fn find_python(pid: i32, maps: &[MapEntry]) -> Result<PythonModule, TargetError>
                 continue;
             }
         };
-        let has_rt = info.symbol("_PyRuntime").is_some() || info.sections.contains_key(".PyRuntime");
+        let has_rt =
+            info.symbol("_PyRuntime").is_some() || info.sections.contains_key(".PyRuntime");
         if !has_rt {
             continue;
         }
-        let bias = if info.is_exec { 0 } else { m.start - info.first_load_vaddr };
+        let bias = if info.is_exec {
+            0
+        } else {
+            m.start - info.first_load_vaddr
+        };
         let mut debug_file = None;
         if !info.has_symtab
             && let Some(id) = info.build_id.clone()
         {
-            for cand in elf::debug_file_candidates(&PathBuf::from(format!("/proc/{pid}/root")), &id) {
+            for cand in elf::debug_file_candidates(&PathBuf::from(format!("/proc/{pid}/root")), &id)
+            {
                 match ElfInfo::load(&cand) {
                     Ok(d) if d.build_id.as_deref() == Some(id.as_str()) => {
                         info.merge_debug(d);
                         debug_file = Some(cand);
                         break;
                     }
-                    Ok(d) => log::debug!("{}: build id {:?} does not match {id}", cand.display(), d.build_id),
+                    Ok(d) => log::debug!(
+                        "{}: build id {:?} does not match {id}",
+                        cand.display(),
+                        d.build_id
+                    ),
                     Err(e) => log::debug!("debug file candidate: {e}"),
                 }
             }
         }
-        return Ok(PythonModule { path: m.path.clone(), host_path, elf: info, bias, debug_file });
+        return Ok(PythonModule {
+            path: m.path.clone(),
+            host_path,
+            elf: info,
+            bias,
+            debug_file,
+        });
     }
     // Name it when it is a Python we know to be unsupported (2.x, <= 3.7: no _PyRuntime or too old).
     for n in &names {
         if let Some(v) = version::version_from_filename(n) {
-            return Err(TargetError::Layout { pid, source: LayoutError::Unsupported(v) });
+            return Err(TargetError::Layout {
+                pid,
+                source: LayoutError::Unsupported(v),
+            });
         }
     }
     if let Some(e) = last_err
@@ -305,12 +378,17 @@ fn capture(t: &Target, nonblocking: bool, stop_timeout: Duration) -> Result<Capt
                 let buf = alloc_buffer(m.len() as usize).map_err(io_err)?;
                 match copy_mapping(live, m, buf) {
                     Ok(r) => regions.push(r),
-                    Err(e) if e.raw_os_error() == Some(libc::EFAULT) || e.raw_os_error() == Some(libc::EIO) => {}
+                    Err(e)
+                        if e.raw_os_error() == Some(libc::EFAULT)
+                            || e.raw_os_error() == Some(libc::EIO) => {}
                     Err(e) => return Err(io_err(e)),
                 }
             }
         } else {
-            prealloc.insert((m.start, m.end), alloc_buffer(m.len() as usize).map_err(io_err)?);
+            prealloc.insert(
+                (m.start, m.end),
+                alloc_buffer(m.len() as usize).map_err(io_err)?,
+            );
         }
     }
     if INTERRUPTED.load(Ordering::SeqCst) {
@@ -322,7 +400,10 @@ fn capture(t: &Target, nonblocking: bool, stop_timeout: Duration) -> Result<Capt
     } else {
         Some(Pause::stop_all(pid, stop_timeout).map_err(|e| match e {
             PauseError::Gone(_) => TargetError::Exited(pid),
-            PauseError::Permission { .. } => TargetError::Permission { pid, what: "stop (ptrace)".into() },
+            PauseError::Permission { .. } => TargetError::Permission {
+                pid,
+                what: "stop (ptrace)".into(),
+            },
             source => TargetError::Pause { pid, source },
         })?)
     };
@@ -342,15 +423,26 @@ fn capture(t: &Target, nonblocking: bool, stop_timeout: Duration) -> Result<Capt
                 bytes += r.len() as u64;
                 regions.push(r);
             }
-            Err(e) if e.raw_os_error() == Some(libc::EFAULT) || e.raw_os_error() == Some(libc::EIO) => {}
+            Err(e)
+                if e.raw_os_error() == Some(libc::EFAULT)
+                    || e.raw_os_error() == Some(libc::EIO) => {}
             Err(e) => return Err(io_err(e)),
         }
     }
     drop(pause);
-    let paused = if nonblocking { Duration::ZERO } else { t0.elapsed() };
+    let paused = if nonblocking {
+        Duration::ZERO
+    } else {
+        t0.elapsed()
+    };
     // drop read-only copies that the writable pass re-copied (a mapping can change permissions)
     let snapshot = Snapshot::new(dedup(regions));
-    Ok(Capture { snapshot, pause: paused, threads, bytes })
+    Ok(Capture {
+        snapshot,
+        pause: paused,
+        threads,
+        bytes,
+    })
 }
 
 fn dedup(mut regions: Vec<Region>) -> Vec<Region> {
@@ -376,7 +468,9 @@ pub fn image_ranges(maps: &[MapEntry], mem: &Snapshot) -> Vec<(u64, u64)> {
         if !seen.insert(&m.path) {
             continue;
         }
-        let Some(eh) = mem.bytes(m.start, 64) else { continue };
+        let Some(eh) = mem.bytes(m.start, 64) else {
+            continue;
+        };
         if &eh[..4] != b"\x7fELF" || eh[4] != 2 {
             continue;
         }
@@ -386,7 +480,9 @@ pub fn image_ranges(maps: &[MapEntry], mem: &Snapshot) -> Vec<(u64, u64)> {
         let phnum = u16::from_le_bytes([eh[56], eh[57]]) as u64;
         let (mut lo, mut hi) = (u64::MAX, 0u64);
         for i in 0..phnum {
-            let Some(ph) = mem.bytes(m.start + phoff + i * phentsize, 56) else { break };
+            let Some(ph) = mem.bytes(m.start + phoff + i * phentsize, 56) else {
+                break;
+            };
             if u32::from_le_bytes(ph[0..4].try_into().unwrap()) != 1 {
                 continue;
             }
@@ -398,7 +494,11 @@ pub fn image_ranges(maps: &[MapEntry], mem: &Snapshot) -> Vec<(u64, u64)> {
         if lo >= hi {
             continue;
         }
-        let bias = if e_type == 2 { 0 } else { m.start.wrapping_sub(lo & !0xfff) };
+        let bias = if e_type == 2 {
+            0
+        } else {
+            m.start.wrapping_sub(lo & !0xfff)
+        };
         out.push((lo.wrapping_add(bias), hi.wrapping_add(bias)));
     }
     out.sort();

@@ -17,7 +17,9 @@ pub enum PauseError {
     Gone(i32),
     #[error("not permitted to trace process {pid}: {errno}")]
     Permission { pid: i32, errno: Errno },
-    #[error("could not stop all threads of process {pid} within {ms} ms (a thread may be in uninterruptible sleep)")]
+    #[error(
+        "could not stop all threads of process {pid} within {ms} ms (a thread may be in uninterruptible sleep)"
+    )]
     Timeout { pid: i32, ms: u128 },
     #[error("ptrace on thread {tid} of process {pid} failed: {errno}")]
     Ptrace { pid: i32, tid: i32, errno: Errno },
@@ -33,7 +35,9 @@ pub struct Pause {
 
 fn task_ids(pid: i32) -> Result<Vec<i32>, PauseError> {
     let rd = std::fs::read_dir(format!("/proc/{pid}/task")).map_err(|_| PauseError::Gone(pid))?;
-    let mut v: Vec<i32> = rd.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect();
+    let mut v: Vec<i32> = rd
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
     v.sort_unstable();
     Ok(v)
 }
@@ -41,7 +45,11 @@ fn task_ids(pid: i32) -> Result<Vec<i32>, PauseError> {
 impl Pause {
     /// Seize and interrupt every thread, re-scanning `/proc/PID/task` until no new thread appears.
     pub fn stop_all(pid: i32, timeout: Duration) -> Result<Pause, PauseError> {
-        let mut p = Pause { pid, threads: HashMap::new(), started: Instant::now() };
+        let mut p = Pause {
+            pid,
+            threads: HashMap::new(),
+            started: Instant::now(),
+        };
         let deadline = Instant::now() + timeout;
         let mut waiting: Vec<i32> = Vec::new();
         loop {
@@ -55,7 +63,9 @@ impl Pause {
                     Ok(()) => {}
                     Err(Errno::ESRCH) => continue, // thread exited meanwhile
                     Err(e @ (Errno::EPERM | Errno::EACCES)) => {
-                        if p.threads.is_empty() && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                        if p.threads.is_empty()
+                            && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+                        {
                             return Err(PauseError::Gone(pid));
                         }
                         if p.threads.is_empty() {
@@ -76,10 +86,16 @@ impl Pause {
             }
             // wait until every interrupted thread reports a stop
             while let Some(&tid) = waiting.last() {
-                match waitpid(Pid::from_raw(tid), Some(WaitPidFlag::__WALL | WaitPidFlag::WNOHANG)) {
+                match waitpid(
+                    Pid::from_raw(tid),
+                    Some(WaitPidFlag::__WALL | WaitPidFlag::WNOHANG),
+                ) {
                     Ok(WaitStatus::StillAlive) => {
                         if Instant::now() > deadline {
-                            return Err(PauseError::Timeout { pid, ms: timeout.as_millis() });
+                            return Err(PauseError::Timeout {
+                                pid,
+                                ms: timeout.as_millis(),
+                            });
                         }
                         std::thread::sleep(Duration::from_micros(50));
                     }
@@ -93,7 +109,9 @@ impl Pause {
                         }
                         waiting.pop();
                     }
-                    Ok(WaitStatus::Exited(..)) | Ok(WaitStatus::Signaled(..)) | Err(Errno::ECHILD) => {
+                    Ok(WaitStatus::Exited(..))
+                    | Ok(WaitStatus::Signaled(..))
+                    | Err(Errno::ECHILD) => {
                         p.threads.remove(&tid);
                         waiting.pop();
                     }
@@ -108,7 +126,10 @@ impl Pause {
                 break;
             }
             if Instant::now() > deadline {
-                return Err(PauseError::Timeout { pid, ms: timeout.as_millis() });
+                return Err(PauseError::Timeout {
+                    pid,
+                    ms: timeout.as_millis(),
+                });
             }
         }
         if p.threads.is_empty() {
@@ -141,7 +162,9 @@ impl Drop for Pause {
                 let until = Instant::now() + Duration::from_millis(200);
                 while Instant::now() < until {
                     match waitpid(t, Some(WaitPidFlag::__WALL | WaitPidFlag::WNOHANG)) {
-                        Ok(WaitStatus::StillAlive) => std::thread::sleep(Duration::from_micros(100)),
+                        Ok(WaitStatus::StillAlive) => {
+                            std::thread::sleep(Duration::from_micros(100))
+                        }
                         Ok(WaitStatus::Exited(..)) | Ok(WaitStatus::Signaled(..)) | Err(_) => break,
                         Ok(_) => {
                             let _ = ptrace::detach(t, *sig);

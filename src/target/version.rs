@@ -15,13 +15,15 @@ pub fn version_from_banner(s: &str) -> Option<PyVersion> {
 pub fn version_from_filename(name: &str) -> Option<PyVersion> {
     let i = name.find("python")? + "python".len();
     let rest = &name[i..];
-    let mut it = rest.split(|c: char| !c.is_ascii_digit()).filter(|s| !s.is_empty());
+    let mut it = rest
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty());
     let major: u8 = it.next()?.parse().ok()?;
-    if !rest.get(1..2).is_some_and(|c| c == ".") {
+    if rest.get(1..2).is_none_or(|c| c != ".") {
         return None;
     }
     let minor: u8 = it.next()?.parse().ok()?;
-    (major == 2 || major == 3).then_some(PyVersion::new(major, minor, 0))
+    (major == 2 || major == 3).then_some(PyVersion::new(major, minor, crate::layout::MICRO_UNKNOWN))
 }
 
 pub fn detect(
@@ -54,11 +56,19 @@ pub fn detect(
     }
     // 3. the static buffer behind Py_GetVersion()
     if version.is_none() {
-        for name in ["version.0", "version", "version.lto_priv.0", "Py_GetVersion.version"] {
+        for name in [
+            "version.0",
+            "version",
+            "version.lto_priv.0",
+            "Py_GetVersion.version",
+        ] {
             if let Some(a) = py.symbol(name) {
                 let mut b = [0u8; 80];
                 if mem.read(a, &mut b).is_ok() {
-                    let s = String::from_utf8_lossy(&b[..b.iter().position(|&c| c == 0).unwrap_or(b.len())]).into_owned();
+                    let s = String::from_utf8_lossy(
+                        &b[..b.iter().position(|&c| c == 0).unwrap_or(b.len())],
+                    )
+                    .into_owned();
                     if let Some(v) = version_from_banner(&s) {
                         version = Some(v);
                         break;
@@ -72,7 +82,10 @@ pub fn detect(
             if name.starts_with("version.") {
                 let mut b = [0u8; 80];
                 if mem.read(a + py.bias, &mut b).is_ok() {
-                    let s = String::from_utf8_lossy(&b[..b.iter().position(|&c| c == 0).unwrap_or(b.len())]).into_owned();
+                    let s = String::from_utf8_lossy(
+                        &b[..b.iter().position(|&c| c == 0).unwrap_or(b.len())],
+                    )
+                    .into_owned();
                     if let Some(v) = version_from_banner(&s) {
                         version = Some(v);
                         break;
@@ -102,16 +115,32 @@ mod tests {
 
     #[test]
     fn filenames() {
-        assert_eq!(version_from_filename("libpython3.12.so.1.0"), Some(PyVersion::new(3, 12, 0)));
-        assert_eq!(version_from_filename("python3.11"), Some(PyVersion::new(3, 11, 0)));
-        assert_eq!(version_from_filename("libpython2.7.so.1.0"), Some(PyVersion::new(2, 7, 0)));
+        assert_eq!(
+            version_from_filename("libpython3.12.so.1.0")
+                .unwrap()
+                .to_string(),
+            "3.12"
+        );
+        assert_eq!(version_from_filename("python3.11").unwrap().minor, 11);
+        assert_eq!(
+            version_from_filename("libpython2.7.so.1.0")
+                .unwrap()
+                .to_string(),
+            "2.7"
+        );
         assert_eq!(version_from_filename("python3"), None);
-        assert_eq!(version_from_filename("libpython3.7m.so.1.0"), Some(PyVersion::new(3, 7, 0)));
+        assert_eq!(
+            version_from_filename("libpython3.7m.so.1.0").unwrap().minor,
+            7
+        );
     }
 
     #[test]
     fn banners() {
-        assert_eq!(version_from_banner("3.10.13 (main, Jan  1 2024, 00:00:00) [GCC]"), Some(PyVersion::new(3, 10, 13)));
+        assert_eq!(
+            version_from_banner("3.10.13 (main, Jan  1 2024, 00:00:00) [GCC]"),
+            Some(PyVersion::new(3, 10, 13))
+        );
         assert_eq!(version_from_banner("garbage"), None);
     }
 }
