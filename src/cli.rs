@@ -202,12 +202,19 @@ pub fn run(cli: Cli) -> Result<()> {
                 min_fraction: (min_percent / 100.0).max(0.0),
             };
             let (stacks, meta) = snapshot::with_heap(attach.pid, &attach.options(), |ctx| {
+                let t = std::time::Instant::now();
                 let g = graph::build(ctx)?;
+                log::info!("graph: {} nodes in {:?}", g.len(), t.elapsed());
+                let t = std::time::Instant::now();
                 let d = DomTree::new(&g, model);
-                Ok(match by {
+                log::info!("dominators: {:?}", t.elapsed());
+                let t = std::time::Instant::now();
+                let s = match by {
                     By::Path => flame::by_path(&g, &d, &fopts),
                     By::Type => flame::by_type(&g, &d, &fopts),
-                })
+                };
+                log::info!("stacks: {} lines in {:?}", s.lines.len(), t.elapsed());
+                Ok(s)
             })?;
             let when =
                 chrono::DateTime::from_timestamp(meta.taken_at as i64, 0).unwrap_or_default();

@@ -4,7 +4,7 @@
 pub mod flame;
 pub mod paths;
 
-use crate::heap::dominators::{dominators, retained};
+use crate::heap::dominators::{dominators_csr, retained};
 use crate::heap::graph::Graph;
 use crate::heap::label::Label;
 
@@ -40,13 +40,20 @@ impl DomTree {
                 }
             }
         }
-        let idom = dominators(n, 0, |v, f| {
+        let mut off: Vec<u64> = Vec::with_capacity(n + 1);
+        let mut to: Vec<u32> = Vec::with_capacity(g.edge_count());
+        off.push(0);
+        for v in 0..n as u32 {
             for (t, l) in g.succ(v) {
                 if !l.is_context() || !strong[t as usize] {
-                    f(t)
+                    to.push(t);
                 }
             }
-        });
+            off.push(to.len() as u64);
+        }
+        drop(strong);
+        let idom = dominators_csr(n, 0, &off, &to);
+        drop((off, to));
         let own: Vec<u64> = match model {
             SizeModel::Footprint => g.footprint.clone(),
             SizeModel::Getsizeof => g.size.clone(),

@@ -3,55 +3,88 @@
 /// Immediate dominators of every node reachable from `root`; `NONE` for unreachable nodes and for the root.
 /// `succ(v, f)` calls `f` for every successor of `v`.
 pub fn dominators(n: usize, root: u32, succ: impl Fn(u32, &mut dyn FnMut(u32))) -> Vec<u32> {
+    let mut off = Vec::with_capacity(n + 1);
+    let mut to = Vec::new();
+    off.push(0u64);
+    for v in 0..n as u32 {
+        succ(v, &mut |w| to.push(w));
+        off.push(to.len() as u64);
+    }
+    dominators_csr(n, root, &off, &to)
+}
+
+/// The same over a graph in compressed sparse rows: successors of `v` are `to[off[v]..off[v+1]]`.
+pub fn dominators_csr(n: usize, root: u32, off: &[u64], to: &[u32]) -> Vec<u32> {
     const NONE: u32 = u32::MAX;
-    // depth-first numbering (iterative), predecessors recorded as we go
+    // iterative depth-first numbering
     let mut dfnum = vec![NONE; n];
     let mut vertex: Vec<u32> = Vec::with_capacity(n);
-    let mut parent = vec![NONE; n];
-    let mut preds: Vec<Vec<u32>> = vec![Vec::new(); n];
-    let mut stack: Vec<(u32, u32)> = vec![(root, NONE)];
-    let mut children: Vec<u32> = Vec::new();
-    while let Some((v, p)) = stack.pop() {
-        if dfnum[v as usize] != NONE {
-            if p != NONE {
-                preds[v as usize].push(p);
-            }
-            continue;
-        }
-        dfnum[v as usize] = vertex.len() as u32;
-        vertex.push(v);
-        parent[v as usize] = p;
-        if p != NONE {
-            preds[v as usize].push(p);
-        }
-        children.clear();
-        succ(v, &mut |w| children.push(w));
-        for &w in children.iter().rev() {
+    let mut par: Vec<u32> = Vec::with_capacity(n); // parent's DFS number, by DFS number
+    let mut stack: Vec<(u32, u64)> = vec![(root, off[root as usize])];
+    dfnum[root as usize] = 0;
+    vertex.push(root);
+    par.push(NONE);
+    while let Some(top) = stack.last_mut() {
+        let (v, ref mut e) = *top;
+        let end = off[v as usize + 1];
+        let mut next = None;
+        while *e < end {
+            let w = to[*e as usize];
+            *e += 1;
             if dfnum[w as usize] == NONE {
-                stack.push((w, v));
-            } else {
-                preds[w as usize].push(v);
+                next = Some(w);
+                break;
+            }
+        }
+        match next {
+            Some(w) => {
+                dfnum[w as usize] = vertex.len() as u32;
+                par.push(dfnum[v as usize]);
+                vertex.push(w);
+                stack.push((w, off[w as usize]));
+            }
+            None => {
+                stack.pop();
             }
         }
     }
     let m = vertex.len();
-    // work in DFS-number space
+    // predecessors (in DFS numbers) of reachable nodes, as CSR
+    let mut pcount = vec![0u32; m + 1];
+    for (vi, &v) in vertex.iter().enumerate() {
+        let _ = vi;
+        for &w in &to[off[v as usize] as usize..off[v as usize + 1] as usize] {
+            let dw = dfnum[w as usize];
+            if dw != NONE {
+                pcount[dw as usize + 1] += 1;
+            }
+        }
+    }
+    let mut poff: Vec<u64> = Vec::with_capacity(m + 1);
+    let mut acc = 0u64;
+    for c in &pcount {
+        acc += *c as u64;
+        poff.push(acc);
+    }
+    drop(pcount);
+    let mut fill: Vec<u64> = poff.clone();
+    let mut preds = vec![0u32; acc as usize];
+    for (dv, &v) in vertex.iter().enumerate() {
+        for &w in &to[off[v as usize] as usize..off[v as usize + 1] as usize] {
+            let dw = dfnum[w as usize];
+            if dw != NONE {
+                preds[fill[dw as usize] as usize] = dv as u32;
+                fill[dw as usize] += 1;
+            }
+        }
+    }
+    drop(fill);
     let mut semi: Vec<u32> = (0..m as u32).collect();
     let mut idom = vec![NONE; m];
     let mut ancestor = vec![NONE; m];
     let mut label: Vec<u32> = (0..m as u32).collect();
     let mut bucket_head = vec![NONE; m];
     let mut bucket_next = vec![NONE; m];
-    let par: Vec<u32> = vertex
-        .iter()
-        .map(|&v| {
-            if parent[v as usize] == NONE {
-                NONE
-            } else {
-                dfnum[parent[v as usize] as usize]
-            }
-        })
-        .collect();
 
     fn eval(
         v: u32,
@@ -63,7 +96,6 @@ pub fn dominators(n: usize, root: u32, succ: impl Fn(u32, &mut dyn FnMut(u32))) 
         if ancestor[v as usize] == u32::MAX {
             return v;
         }
-        // compress the path from v up to the root of its tree in the forest
         path.clear();
         let mut u = v;
         while ancestor[ancestor[u as usize] as usize] != u32::MAX {
@@ -82,12 +114,7 @@ pub fn dominators(n: usize, root: u32, succ: impl Fn(u32, &mut dyn FnMut(u32))) 
 
     let mut path = Vec::new();
     for w in (1..m as u32).rev() {
-        let wv = vertex[w as usize];
-        for &pv in &preds[wv as usize] {
-            let p = dfnum[pv as usize];
-            if p == NONE {
-                continue;
-            }
+        for &p in &preds[poff[w as usize] as usize..poff[w as usize + 1] as usize] {
             let u = eval(p, &mut ancestor, &mut label, &semi, &mut path);
             if semi[u as usize] < semi[w as usize] {
                 semi[w as usize] = semi[u as usize];

@@ -6,10 +6,12 @@ use super::census::{Census, TypeTally};
 use super::ctx::Ctx;
 use super::decode::{self, Label, dict_items, iframe_refs, local_names, read_str, refs, stackref};
 use super::gc::gc_objects;
+use super::label::Packed;
 use super::roots::{iframes, interpreters, thread_frame, threads};
 use super::size::{footprint, getsizeof};
 use super::types::{Kind, Types};
 use rustc_hash::FxHashMap;
+use std::cell::RefCell;
 
 pub const NONE: u32 = u32::MAX;
 
@@ -19,7 +21,8 @@ pub const STATIC: u8 = 2;
 pub const VIRTUAL: u8 = 4;
 
 /// The object graph of one heap.
-pub struct Graph {
+pub struct Graph<'a> {
+    ctx: &'a Ctx<'a>,
     /// Nodes `[0, first_object)` are virtual; node 0 is the root of everything.
     pub first_object: u32,
     pub addr: Vec<u64>,
@@ -33,15 +36,15 @@ pub struct Graph {
     /// outgoing edges of object nodes, CSR by (node - first_object)
     edge_start: Vec<u64>,
     edge_to: Vec<u32>,
-    edge_label: Vec<Label>,
+    edge_label: Vec<Packed>,
     /// outgoing edges of virtual nodes
     vedges: Vec<Vec<(u32, Label)>>,
     /// (module, name) per type key
     pub type_names: Vec<(String, String)>,
     /// kind of each type key (to render class/module/function names)
     pub type_kinds: Vec<Kind>,
-    /// names resolved once: str/C-string address -> text
-    names: FxHashMap<(u8, u64), String>,
+    /// names resolved on first use: (kind, address) -> text
+    names: RefCell<FxHashMap<(u8, u64), String>>,
     pub census: Census,
 }
 
@@ -50,19 +53,23 @@ pub const ROOT_INTERNALS: &str = "interpreter internals";
 pub const ROOT_NATIVE: &str = "native or unknown referrers";
 pub const ROOT_UNREACHABLE: &str = "unreachable (garbage awaiting collection)";
 
-impl Graph {
+impl Graph<'_> {
     pub fn len(&self) -> usize {
         self.addr.len()
     }
     pub fn is_empty(&self) -> bool {
         self.addr.is_empty()
     }
+    /// Number of edges (object and virtual).
+    pub fn edge_count(&self) -> usize {
+        self.edge_to.len() + self.vedges.iter().map(|e| e.len()).sum::<usize>()
+    }
     pub fn is_virtual(&self, v: u32) -> bool {
         v < self.first_object
     }
     /// Outgoing edges of `v`.
     pub fn succ(&self, v: u32) -> impl Iterator<Item = (u32, Label)> + '_ {
-        let (virt, to, labels): (&[(u32, Label)], &[u32], &[Label]) = if v < self.first_object {
+        let (virt, to, labels): (&[(u32, Label)], &[u32], &[Packed]) = if v < self.first_object {
             (&self.vedges[v as usize], &[], &[])
         } else {
             let i = (v - self.first_object) as usize;
@@ -71,15 +78,16 @@ impl Graph {
         };
         virt.iter()
             .copied()
-            .chain(to.iter().copied().zip(labels.iter().copied()))
+            .chain(to.iter().copied().zip(labels.iter().map(|p| p.unpack())))
     }
 
-    /// The text of a name label (str or C string in the target), cached at build time.
-    pub fn name(&self, kind: u8, addr: u64) -> &str {
+    /// The text of a name label (str or C string in the target, or a dict key), read on first use.
+    pub fn name(&self, kind: u8, addr: u64) -> String {
         self.names
-            .get(&(kind, addr))
-            .map(|s| s.as_str())
-            .unwrap_or("?")
+            .borrow_mut()
+            .entry((kind, addr))
+            .or_insert_with(|| resolve_name(self.ctx, kind, addr))
+            .clone()
     }
 
     /// How an edge is shown: `.name`, `['key']`, `[*]`, `__dict__`, ...
@@ -89,13 +97,13 @@ impl Graph {
             Label::Class => "__class__".into(),
             Label::Item => "[*]".into(),
             Label::DictKey => "(key)".into(),
-            Label::StrKey(k) => format!("['{}']", short(self.name(0, k))),
+            Label::StrKey(k) => format!("['{}']", short(&self.name(0, k))),
             Label::OtherKey(0) => "[…]".into(),
-            Label::OtherKey(k) => format!("[{}]", short(self.name(2, k))),
-            Label::Attr(k) => format!(".{}", short(self.name(0, k))),
-            Label::CAttr(k) => format!(".{}", short(self.name(1, k))),
+            Label::OtherKey(k) => format!("[{}]", short(&self.name(2, k))),
+            Label::Attr(k) => format!(".{}", short(&self.name(0, k))),
+            Label::CAttr(k) => format!(".{}", short(&self.name(1, k))),
             Label::Field(f) => f.to_string(),
-            Label::Local(k) => short(self.name(0, k)).to_string(),
+            Label::Local(k) => short(&self.name(0, k)).to_string(),
             Label::Module(k) => format!("module {}", self.name(0, k)),
             Label::Text(i) => self.vname[i as usize].clone(),
         }
@@ -122,12 +130,51 @@ fn short(s: &str) -> &str {
     }
 }
 
+/// Address -> node index: a dense array per snapshot region for 16-byte aligned addresses (almost every heap
+/// object), allocated lazily and zero-filled by the kernel on first touch; a hash map for the rest.
+struct NodeIndex {
+    dense: Vec<Vec<u32>>,
+    sparse: FxHashMap<u64, u32>,
+}
+
+impl NodeIndex {
+    fn new(regions: usize) -> NodeIndex {
+        NodeIndex {
+            dense: vec![Vec::new(); regions],
+            sparse: FxHashMap::default(),
+        }
+    }
+    /// Stored value + 1 (0 = absent) for dense slots.
+    #[inline]
+    fn get(&self, ctx: &Ctx, p: u64) -> Option<u32> {
+        if p & 15 == 0 {
+            let (r, off) = ctx.mem.locate(p)?;
+            let v = *self.dense[r].get(off / 16)?;
+            return (v != 0).then(|| v - 1);
+        }
+        self.sparse.get(&p).copied()
+    }
+    #[inline]
+    fn insert(&mut self, ctx: &Ctx, p: u64, i: u32) {
+        if p & 15 == 0
+            && let Some((r, off)) = ctx.mem.locate(p)
+        {
+            let d = &mut self.dense[r];
+            if d.is_empty() {
+                *d = vec![0u32; ctx.mem.regions()[r].len() / 16 + 1];
+            }
+            d[off / 16] = i + 1;
+            return;
+        }
+        self.sparse.insert(p, i);
+    }
+}
+
 struct Builder<'a, 'c> {
     ctx: &'a Ctx<'c>,
     types: Types,
-    index: FxHashMap<u64, u32>,
+    index: NodeIndex,
     queue_addr: Vec<u64>,
-    names: FxHashMap<(u8, u64), String>,
     rejected: u64,
 }
 
@@ -137,7 +184,7 @@ impl Builder<'_, '_> {
         if p == 0 || p & 7 != 0 {
             return NONE;
         }
-        if let Some(&i) = self.index.get(&p) {
+        if let Some(i) = self.index.get(self.ctx, p) {
             return i;
         }
         let Some(hdr) = self.ctx.mem.bytes(p, 16) else {
@@ -152,45 +199,34 @@ impl Builder<'_, '_> {
         }
         let i = first_object + self.queue_addr.len() as u32;
         self.queue_addr.push(p);
-        self.index.insert(p, i);
+        self.index.insert(self.ctx, p, i);
         i
     }
+}
 
-    fn remember_name(&mut self, l: Label) {
-        let (kind, a) = match l {
-            Label::StrKey(a) | Label::Attr(a) | Label::Local(a) | Label::Module(a) => (0u8, a),
-            Label::CAttr(a) => (1u8, a),
-            Label::OtherKey(a) => (2u8, a),
-            _ => return,
-        };
-        if self.names.contains_key(&(kind, a)) {
-            return;
+/// The text behind a name label: a str (kind 0), a C string (kind 1), or a dict key (kind 2: an int shows its
+/// value, anything else is elided).
+fn resolve_name(ctx: &Ctx, kind: u8, a: u64) -> String {
+    let s = match kind {
+        0 => read_str(ctx, a),
+        1 => ctx.mem.cstr(a, 256),
+        _ => {
+            let int_type = ctx
+                .known
+                .kinds
+                .iter()
+                .find(|k| k.1 == Kind::Int)
+                .map(|k| k.0);
+            Some(if ctx.mem.u64(a + 8) == int_type {
+                int_value(ctx, a)
+                    .map(|v| v.to_string())
+                    .unwrap_or("…".into())
+            } else {
+                "…".into()
+            })
         }
-        let s = match kind {
-            0 => read_str(self.ctx, a),
-            1 => self.ctx.mem.cstr(a, 256),
-            _ => {
-                // an int key shows its value; anything else is elided
-                let is_int = self.ctx.mem.u64(a + 8)
-                    == self
-                        .ctx
-                        .known
-                        .kinds
-                        .iter()
-                        .find(|k| k.1 == Kind::Int)
-                        .map(|k| k.0);
-                Some(if is_int {
-                    int_value(self.ctx, a)
-                        .map(|v| v.to_string())
-                        .unwrap_or("…".into())
-                } else {
-                    "…".into()
-                })
-            }
-        };
-        self.names
-            .insert((kind, a), s.unwrap_or_else(|| "?".into()));
-    }
+    };
+    s.unwrap_or_else(|| "?".into())
 }
 
 /// Thread names from `threading._active` ({ident: Thread}), by ident.
@@ -285,8 +321,13 @@ fn code_label(ctx: &Ctx, code: u64) -> String {
     format!("{} ({}:{})", name.unwrap_or_else(|| "?".into()), base, line)
 }
 
+/// Expected node count from the number of GC-tracked objects (untracked ones are about three times as many).
+fn tracked_hint(n_tracked: usize) -> usize {
+    n_tracked * 4 + 1024
+}
+
 /// Build the graph: objects, labelled references, virtual roots; then native referrers and unreachable cycles.
-pub fn build(ctx: &Ctx) -> Result<Graph, HeapError> {
+pub fn build<'a>(ctx: &'a Ctx<'a>) -> Result<Graph<'a>, HeapError> {
     // ---- virtual nodes and their (address) edges
     let mut vname: Vec<String> = vec!["all".into()];
     let mut vaddr_edges: Vec<Vec<(u64, Label)>> = vec![vec![]];
@@ -469,9 +510,8 @@ pub fn build(ctx: &Ctx) -> Result<Graph, HeapError> {
     let mut b = Builder {
         ctx,
         types: Types::default(),
-        index: FxHashMap::default(),
+        index: NodeIndex::new(ctx.mem.regions().len()),
         queue_addr: vec![],
-        names: FxHashMap::default(),
         rejected: 0,
     };
     let mut tracked = vec![];
@@ -479,7 +519,7 @@ pub fn build(ctx: &Ctx) -> Result<Graph, HeapError> {
     if gc_tracked == 0 {
         return Err(HeapError::Invalid("the GC lists are empty".into()));
     }
-    b.index.reserve(tracked.len() * 4);
+    b.queue_addr.reserve(tracked.len() * 4);
     for &a in &tracked {
         b.node(a, first_object);
     }
@@ -490,7 +530,6 @@ pub fn build(ctx: &Ctx) -> Result<Graph, HeapError> {
         for (p, l) in es {
             let i = b.node(p, first_object);
             if i != NONE {
-                b.remember_name(l);
                 vedges[v].push((i, l));
             }
         }
@@ -501,9 +540,16 @@ pub fn build(ctx: &Ctx) -> Result<Graph, HeapError> {
     let mut g_flags = vec![VIRTUAL; first_object as usize];
     let mut g_addr = vec![0u64; first_object as usize];
     let mut refcnt: Vec<u32> = vec![];
-    let mut edge_start: Vec<u64> = vec![0];
-    let mut edge_to: Vec<u32> = vec![];
-    let mut edge_label: Vec<Label> = vec![];
+    let est = tracked_hint(n_tracked);
+    let mut edge_start: Vec<u64> = Vec::with_capacity(est);
+    edge_start.push(0);
+    let mut edge_to: Vec<u32> = Vec::with_capacity(est * 3);
+    let mut edge_label: Vec<Packed> = Vec::with_capacity(est * 3);
+    g_addr.reserve(est);
+    g_ty.reserve(est);
+    g_size.reserve(est);
+    g_fp.reserve(est);
+    g_flags.reserve(est);
     let mut out: Vec<(u64, Label)> = Vec::with_capacity(1024);
     let mut k = 0usize;
     while k < b.queue_addr.len() {
@@ -530,9 +576,8 @@ pub fn build(ctx: &Ctx) -> Result<Graph, HeapError> {
         for &(p, l) in out.iter() {
             let i = b.node(p, first_object);
             if i != NONE {
-                b.remember_name(l);
                 edge_to.push(i);
-                edge_label.push(l);
+                edge_label.push(Packed::pack(l));
             }
         }
         edge_start.push(edge_to.len() as u64);
@@ -557,7 +602,8 @@ pub fn build(ctx: &Ctx) -> Result<Graph, HeapError> {
         vedges,
         type_names,
         type_kinds,
-        names: b.names,
+        ctx,
+        names: RefCell::new(FxHashMap::default()),
         census: Census {
             gc_tracked: gc_tracked as u64,
             rejected_refs: b.rejected,

@@ -50,6 +50,68 @@ impl Label {
     }
 }
 
+/// A `Label` in 8 bytes, for storing one per edge of a graph with tens of millions of edges.
+/// Bits 60..64 hold the variant, the rest the payload (an address below 2^48, or for `Field` the static str's
+/// address and length).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Packed(u64);
+
+const ADDR: u64 = (1 << 48) - 1;
+
+impl Packed {
+    #[inline]
+    pub fn pack(l: Label) -> Packed {
+        let (tag, payload) = match l {
+            Label::None => (0, 0),
+            Label::Class => (1, 0),
+            Label::Item => (2, 0),
+            Label::DictKey => (3, 0),
+            Label::StrKey(a) => (4, a & ADDR),
+            Label::OtherKey(a) => (5, a & ADDR),
+            Label::Attr(a) => (6, a & ADDR),
+            Label::CAttr(a) => (7, a & ADDR),
+            Label::Field(f) => {
+                debug_assert!((f.as_ptr() as u64) <= ADDR && f.len() < 4096);
+                (
+                    8,
+                    (f.as_ptr() as u64 & ADDR) | ((f.len() as u64 & 0xfff) << 48),
+                )
+            }
+            Label::Local(a) => (9, a & ADDR),
+            Label::Module(a) => (10, a & ADDR),
+            Label::Text(i) => (11, i as u64),
+        };
+        Packed((tag << 60) | payload)
+    }
+
+    #[inline]
+    pub fn unpack(self) -> Label {
+        let p = self.0 & ((1 << 60) - 1);
+        match self.0 >> 60 {
+            1 => Label::Class,
+            2 => Label::Item,
+            3 => Label::DictKey,
+            4 => Label::StrKey(p),
+            5 => Label::OtherKey(p),
+            6 => Label::Attr(p),
+            7 => Label::CAttr(p),
+            8 => {
+                let ptr = (p & ADDR) as *const u8;
+                let len = (p >> 48) as usize;
+                // SAFETY: packed from a `&'static str` of this very process (see `pack`): the pointer and length
+                // describe that string, which lives for the whole program.
+                Label::Field(unsafe {
+                    std::str::from_utf8_unchecked(std::slice::from_raw_parts(ptr, len))
+                })
+            }
+            9 => Label::Local(p),
+            10 => Label::Module(p),
+            11 => Label::Text(p as u32),
+            _ => Label::None,
+        }
+    }
+}
+
 /// Receiver of the references a decoder finds.
 pub trait Sink {
     /// Whether this sink wants labels (the census does not, and the decoders skip work that only labels need).
@@ -74,5 +136,36 @@ impl Sink for Vec<(u64, Label)> {
         if p != 0 {
             self.push((p, label));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pack_round_trips() {
+        for l in [
+            Label::None,
+            Label::Class,
+            Label::Item,
+            Label::DictKey,
+            Label::StrKey(0x7f00_1234_5678),
+            Label::OtherKey(8),
+            Label::Attr(0x5555_0000_0010),
+            Label::CAttr(0x4000_0003),
+            Label::Field("__dict__"),
+            Label::Field("value stack"),
+            Label::Local(0x10),
+            Label::Module(0x7fff_ffff_fff8),
+            Label::Text(123456),
+        ] {
+            assert_eq!(Packed::pack(l).unpack(), l);
+        }
+        assert!(
+            Packed::pack(Label::Field("f_globals"))
+                .unpack()
+                .is_context()
+        );
     }
 }
