@@ -11,3 +11,4 @@ pub mod memory;
 pub mod output;
 pub mod snapshot;
 pub mod target;
+pub mod alloc;

@@ -1,7 +1,7 @@
 //! One heap census of a live process, end to end: open the target, choose the layout, copy its memory while it is
 //! stopped (retrying when the copy caught it mid-collection), walk the copy.
 
-use crate::heap::ctx::Known;
+use crate::heap::ctx::{Known, Syms};
 use crate::heap::types::KIND_SYMBOLS;
 use crate::heap::{Census, Ctx, HeapError};
 use crate::layout::Layout;
@@ -104,6 +104,24 @@ pub struct Meta {
     pub warnings: Vec<String>,
     /// Seconds since the Unix epoch when the copy was taken.
     pub taken_at: u64,
+}
+
+/// Where tracemalloc keeps its state: in `_PyRuntime` on 3.12+, in (partly file-local) statics before.
+pub fn tracemalloc_syms(t: &Target, layout: &Layout) -> Syms {
+    let rt = |l: &str| layout.get(l).map(|o| t.runtime + o as u64);
+    if t.version.at_least(12) {
+        Syms {
+            tm_config: rt("rt.tracemalloc.config"),
+            tm_traces: rt("rt.tracemalloc.traces"),
+            tm_domains: rt("rt.tracemalloc.domains"),
+        }
+    } else {
+        Syms {
+            tm_config: t.python.symbol("_Py_tracemalloc_config"),
+            tm_traces: t.python.local_symbol("tracemalloc_traces"),
+            tm_domains: t.python.local_symbol("tracemalloc_domains"),
+        }
+    }
 }
 
 /// Open `pid`, copy its memory (retrying when the copy caught it mid-collection) and run `f` on the copy.

@@ -27,6 +27,17 @@ pub struct Known {
     pub kinds: Vec<(u64, super::types::Kind)>,
 }
 
+/// Addresses of interpreter variables found through symbols (file-local ones need a symbol table or debug file).
+#[derive(Debug, Default, Clone)]
+pub struct Syms {
+    /// tracemalloc's config struct (`{int initialized, tracing, max_nframe[, use_domain]}`)
+    pub tm_config: Option<u64>,
+    /// the variable holding the traces table pointer (`_Py_hashtable_t *`)
+    pub tm_traces: Option<u64>,
+    /// the variable holding the domains table pointer (3.9+)
+    pub tm_domains: Option<u64>,
+}
+
 /// Read-only context of a walk.
 pub struct Ctx<'a> {
     pub mem: &'a Snapshot,
@@ -37,6 +48,7 @@ pub struct Ctx<'a> {
     pub images: Vec<(u64, u64)>,
     /// `interned` dict pointer variable (3.8–3.11, file-local symbol), if found.
     pub interned_sym: Option<u64>,
+    pub syms: Syms,
     pub minor: u8,
     pub micro: u8,
     /// The main interpreter state.
@@ -84,6 +96,7 @@ impl<'a> Ctx<'a> {
             runtime,
             images,
             interned_sym,
+            syms: Syms::default(),
             minor: layout.version.minor,
             micro: layout.version.micro,
             tuple_items: r("tuple.ob_item")?,

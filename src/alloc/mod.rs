@@ -1,0 +1,3 @@
+//! Allocation data read from the target: tracemalloc's traces (block, size, traceback), joined to objects.
+
+pub mod tracemalloc;
