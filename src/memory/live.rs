@@ -76,6 +76,30 @@ impl LiveProcess {
     }
 }
 
+impl LiveProcess {
+    /// Write into the target. Used only for features the user explicitly asks for (`--start-tracemalloc`);
+    /// everything else in pymemspy is read-only.
+    pub fn write(&self, addr: u64, data: &[u8]) -> io::Result<()> {
+        let local = libc::iovec {
+            iov_base: data.as_ptr() as *mut libc::c_void,
+            iov_len: data.len(),
+        };
+        let remote = libc::iovec {
+            iov_base: addr as *mut libc::c_void,
+            iov_len: data.len(),
+        };
+        // SAFETY: the local iovec covers exactly `data`, which is only read.
+        let n = unsafe { libc::process_vm_writev(self.pid, &local, 1, &remote, 1, 0) };
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else if (n as usize) < data.len() {
+            Err(io::Error::new(io::ErrorKind::WriteZero, "short write"))
+        } else {
+            Ok(())
+        }
+    }
+}
+
 fn next_page(addr: u64, done: usize, len: usize) -> usize {
     let cur = addr + done as u64;
     let next = (cur & !0xfff) + 0x1000;

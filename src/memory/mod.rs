@@ -3,8 +3,6 @@
 pub mod live;
 pub mod maps;
 
-use std::cell::Cell;
-
 pub use maps::{MapEntry, parse_maps};
 
 /// Errors of the memory layer; they name the pid and the address.
@@ -77,19 +75,67 @@ impl Region {
 }
 
 /// A local copy of (part of) a target's memory, sorted by address. All reads of the heap walk come from here.
+/// Shared between walker threads (it is read-only once built).
 #[derive(Default)]
 pub struct Snapshot {
     regions: Vec<Region>,
-    last: Cell<usize>,
+    map: GranuleMap,
+}
+
+const GRANULE_BITS: u32 = 21;
+const AMBIGUOUS: u32 = u32::MAX;
+
+/// Address -> region in two array lookups: per 4 GiB (by the high address bits, a handful in practice) a table of
+/// 2 MiB granules, each naming the one region that touches it, or `AMBIGUOUS` when several do.
+#[derive(Default)]
+struct GranuleMap {
+    tops: Vec<(u64, Box<[u32]>)>,
+}
+
+impl GranuleMap {
+    fn build(regions: &[Region]) -> GranuleMap {
+        let mut m = GranuleMap::default();
+        for (i, r) in regions.iter().enumerate() {
+            if r.is_empty() {
+                continue;
+            }
+            let (first, last) = (r.start >> GRANULE_BITS, (r.end() - 1) >> GRANULE_BITS);
+            for g in first..=last {
+                let hi = g >> (32 - GRANULE_BITS);
+                let lo = (g & ((1 << (32 - GRANULE_BITS)) - 1)) as usize;
+                let t = match m.tops.iter().position(|(h, _)| *h == hi) {
+                    Some(t) => t,
+                    None => {
+                        m.tops
+                            .push((hi, vec![0u32; 1 << (32 - GRANULE_BITS)].into_boxed_slice()));
+                        m.tops.len() - 1
+                    }
+                };
+                let slot = &mut m.tops[t].1[lo];
+                *slot = if *slot == 0 { i as u32 + 1 } else { AMBIGUOUS };
+            }
+        }
+        m
+    }
+
+    /// Region index + 1, 0 (none), or AMBIGUOUS.
+    #[inline]
+    fn get(&self, addr: u64) -> u32 {
+        let hi = addr >> 32;
+        for (h, t) in &self.tops {
+            if *h == hi {
+                return t[((addr >> GRANULE_BITS) & ((1 << (32 - GRANULE_BITS)) - 1)) as usize];
+            }
+        }
+        0
+    }
 }
 
 impl Snapshot {
     pub fn new(mut regions: Vec<Region>) -> Snapshot {
         regions.sort_by_key(|r| r.start);
-        Snapshot {
-            regions,
-            last: Cell::new(0),
-        }
+        let map = GranuleMap::build(&regions);
+        Snapshot { regions, map }
     }
 
     pub fn regions(&self) -> &[Region] {
@@ -104,23 +150,16 @@ impl Snapshot {
     /// Index of the region holding `addr`.
     #[inline]
     pub fn region_index(&self, addr: u64) -> Option<usize> {
-        let last = self.last.get();
-        if let Some(r) = self.regions.get(last)
-            && addr >= r.start
-            && addr < r.end()
-        {
-            return Some(last);
-        }
-        let i = self.regions.partition_point(|r| r.start <= addr);
-        if i == 0 {
-            return None;
-        }
-        let r = &self.regions[i - 1];
-        if addr < r.end() {
-            self.last.set(i - 1);
-            Some(i - 1)
-        } else {
-            None
+        match self.map.get(addr) {
+            0 => None,
+            AMBIGUOUS => {
+                let i = self.regions.partition_point(|r| r.start <= addr);
+                (i > 0 && addr < self.regions[i - 1].end()).then(|| i - 1)
+            }
+            i => {
+                let r = &self.regions[i as usize - 1];
+                (addr >= r.start && addr < r.end()).then_some(i as usize - 1)
+            }
         }
     }
 
@@ -220,6 +259,37 @@ mod tests {
         // a read may not straddle two regions
         assert!(s.bytes(0x1ffc, 8).is_none());
         assert_eq!(s.u32(0x1000), Some(u32::from_le_bytes([0, 1, 2, 3])));
+    }
+
+    #[test]
+    fn lookup_with_many_regions_per_granule_and_far_apart() {
+        let mut regions = vec![];
+        for k in 0..64u64 {
+            regions.push(Region {
+                start: 0x10000 + k * 0x2000,
+                data: RegionData::Vec(vec![k as u8; 0x1000]),
+                name: "r".into(),
+                writable: true,
+            });
+        }
+        regions.push(Region {
+            start: 0x7fff_0000_0000,
+            data: RegionData::Vec(vec![0xaa; 0x40_0000]),
+            name: "big".into(),
+            writable: true,
+        });
+        let s = Snapshot::new(regions);
+        for k in 0..64u64 {
+            assert_eq!(s.u8(0x10000 + k * 0x2000 + 5), Some(k as u8));
+            assert_eq!(
+                s.u8(0x10000 + k * 0x2000 + 0x1000),
+                None,
+                "gap after region {k}"
+            );
+        }
+        assert_eq!(s.u8(0x7fff_0000_0000 + 0x3f_ffff), Some(0xaa));
+        assert_eq!(s.u8(0x7fff_0000_0000 + 0x40_0000), None);
+        assert_eq!(s.u8(0x1234_0000_0000), None);
     }
 
     #[test]
