@@ -2,8 +2,12 @@
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
+use pymemspy::alloc::join::{Join, join};
+use pymemspy::alloc::tracemalloc::{self, TraceError, Traces};
+use pymemspy::analysis::alloc as alloc_view;
 use pymemspy::analysis::flame::{self, FlameOptions};
 use pymemspy::analysis::{DomTree, SizeModel, paths};
+use pymemspy::heap::HeapError;
 use pymemspy::heap::graph;
 use pymemspy::output::{table, write_atomic};
 use pymemspy::snapshot::{self, Options};
@@ -42,6 +46,9 @@ pub struct Attach {
     /// Attempts when the target is caught mid garbage collection
     #[arg(long, default_value_t = 10, hide = true)]
     pub attempts: u32,
+    /// Python 3.14+: ask the target to start tracemalloc with N frames first (PEP 768; writes to the target)
+    #[arg(long, value_name = "N")]
+    pub start_tracemalloc: Option<u32>,
 }
 
 impl Attach {
@@ -50,6 +57,7 @@ impl Attach {
             nonblocking: self.nonblocking,
             attempts: self.attempts,
             stop_timeout: Duration::from_millis(self.stop_timeout_ms),
+            start_tracemalloc: self.start_tracemalloc,
         }
     }
 }
@@ -66,6 +74,9 @@ pub enum Cmd {
         /// Rows in the table (JSON always lists every type)
         #[arg(short, long, default_value_t = 25)]
         limit: usize,
+        /// Tally by type, or by allocation site (needs tracemalloc in the target)
+        #[arg(long, value_enum, default_value_t = SummaryBy::Type)]
+        by: SummaryBy,
         /// Write to this file instead of standard output
         #[arg(short, long)]
         output: Option<PathBuf>,
@@ -139,8 +150,33 @@ impl RecordFormat {
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum By {
+    /// retaining path (dominator tree)
     Path,
+    /// type, then (allocation site and) who retains it
     Type,
+    /// allocation traceback, then type (needs tracemalloc in the target)
+    Alloc,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SummaryBy {
+    Type,
+    Alloc,
+}
+
+/// The target's tracemalloc traces joined to its objects, or a one-sentence error naming the remedy.
+fn traces_for(g: &graph::Graph, _pid: i32, minor: u8) -> Result<(Traces, Join), HeapError> {
+    let t = tracemalloc::read(g.ctx()).map_err(|e| match e {
+        TraceError::NotTracing => HeapError::Other(format!(
+            "tracemalloc is not tracing in it: start the program with PYTHONTRACEMALLOC=10 or -X tracemalloc=10{}",
+            if minor >= 14 { ", or pass --start-tracemalloc 10" } else { "" }
+        )),
+        e @ TraceError::Corrupt { .. } => HeapError::from(e),
+        other => HeapError::Other(format!("cannot read its tracemalloc tables: {other}")),
+    })?;
+    let mut j = join(g, &t);
+    j.set_source_root(std::path::PathBuf::from(format!("/proc/{_pid}/root")));
+    Ok((t, j))
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -164,6 +200,45 @@ pub fn run(cli: Cli) -> Result<()> {
             format,
             limit,
             output,
+            by: SummaryBy::Alloc,
+        } => {
+            let pid = attach.pid;
+            let ((sites, cov), meta) = snapshot::with_heap(pid, &attach.options(), |ctx| {
+                let g = graph::build(ctx)?;
+                let (t, j) = traces_for(&g, pid, ctx.minor)?;
+                let traced: u64 = t.blocks.iter().map(|b| b.size).sum();
+                let cov = serde_json::json!({
+                    "traced_bytes": traced,
+                    "traced_blocks": t.blocks.len(),
+                    "objects": j.total_objects,
+                    "objects_traced": j.covered_objects,
+                    "bytes": j.total_bytes,
+                    "bytes_traced": j.covered_bytes,
+                    "max_nframe": t.max_nframe,
+                });
+                Ok((alloc_view::sites(&g, &t, &j), cov))
+            })?;
+            let text = match format {
+                SummaryFormat::Json => {
+                    let mut v = serde_json::to_value(&meta)?;
+                    v["coverage"] = cov;
+                    v["sites"] = serde_json::to_value(&sites)?;
+                    serde_json::to_string(&v)? + "\n"
+                }
+                SummaryFormat::Table => table::render_sites(&meta, &cov, &sites, limit),
+            };
+            match output {
+                Some(p) => write_atomic(&p, text.as_bytes())
+                    .with_context(|| format!("cannot write {}", p.display()))?,
+                None => print!("{text}"),
+            }
+        }
+        Cmd::Summary {
+            attach,
+            format,
+            limit,
+            output,
+            by: SummaryBy::Type,
         } => {
             let report = snapshot::census(attach.pid, &attach.options())?;
             let text = match format {
@@ -206,12 +281,26 @@ pub fn run(cli: Cli) -> Result<()> {
                 let g = graph::build(ctx)?;
                 log::info!("graph: {} nodes in {:?}", g.len(), t.elapsed());
                 let t = std::time::Instant::now();
-                let d = DomTree::new(&g, model);
+                let d = if by == By::Alloc {
+                    DomTree::empty()
+                } else {
+                    DomTree::new(&g, model)
+                };
                 log::info!("dominators: {:?}", t.elapsed());
                 let t = std::time::Instant::now();
                 let s = match by {
                     By::Path => flame::by_path(&g, &d, &fopts),
-                    By::Type => flame::by_type(&g, &d, &fopts),
+                    By::Type => match traces_for(&g, attach.pid, g.ctx().minor) {
+                        Ok((t, j)) => {
+                            let (site_of, names) = alloc_view::object_sites(&g, &t, &j);
+                            flame::by_type(&g, &d, &fopts, Some((&site_of, &names)))
+                        }
+                        Err(_) => flame::by_type(&g, &d, &fopts, None),
+                    },
+                    By::Alloc => {
+                        let (t, j) = traces_for(&g, attach.pid, g.ctx().minor)?;
+                        alloc_view::by_alloc(&g, &t, &j)
+                    }
                 };
                 log::info!("stacks: {} lines in {:?}", s.lines.len(), t.elapsed());
                 Ok(s)

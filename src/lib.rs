@@ -4,6 +4,7 @@
 //! stop/resume), `layout` (per-version struct offsets), `heap` (walking objects, sizes, census), `output` (tables and
 //! JSON), and the CLI in `main.rs`/`cli.rs`.
 
+pub mod alloc;
 pub mod analysis;
 pub mod heap;
 pub mod layout;
@@ -11,4 +12,3 @@ pub mod memory;
 pub mod output;
 pub mod snapshot;
 pub mod target;
-pub mod alloc;

@@ -35,6 +35,8 @@ pub struct Options {
     pub attempts: u32,
     /// Upper bound for stopping all threads.
     pub stop_timeout: Duration,
+    /// Ask a 3.14+ target to start tracemalloc with this many frames first (writes to the target).
+    pub start_tracemalloc: Option<u32>,
 }
 
 impl Default for Options {
@@ -43,6 +45,7 @@ impl Default for Options {
             nonblocking: false,
             attempts: 10,
             stop_timeout: Duration::from_secs(2),
+            start_tracemalloc: None,
         }
     }
 }
@@ -135,6 +138,9 @@ pub fn with_heap<T>(
     log::info!("open: {:?}", t_open.elapsed());
     let layout = Layout::select(target.version, target.debug_offsets.as_ref())
         .map_err(|source| TargetError::Layout { pid, source })?;
+    if let Some(n) = opts.start_tracemalloc {
+        crate::target::remote_exec::start_tracemalloc(&target, &layout, n, Duration::from_secs(5))?;
+    }
     let mut warnings = vec![];
     if !target.version.at_least(12) && target.python.local_symbol("interned").is_none() {
         warnings.push(format!(
@@ -167,7 +173,7 @@ pub fn with_heap<T>(
         } else {
             target.python.local_symbol("interned")
         };
-        let ctx = Ctx::new(
+        let mut ctx = Ctx::new(
             &cap.snapshot,
             &layout,
             known,
@@ -176,6 +182,7 @@ pub fn with_heap<T>(
             interned,
         )
         .map_err(|source| Error::Heap { pid, source })?;
+        ctx.syms = tracemalloc_syms(&target, &layout);
         match f(&ctx) {
             Ok(v) => {
                 log::info!("walk: {:?}", t0.elapsed());

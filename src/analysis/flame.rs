@@ -128,8 +128,17 @@ fn elided(g: &Graph, d: &DomTree, v: u32) -> bool {
         && g.type_kinds[g.ty[v as usize] as usize] == crate::heap::types::Kind::Dict
 }
 
-fn frame_text(g: &Graph, key: &Key) -> String {
+/// Type key of frames that show an entry of `extra` (allocation sites) instead of a type.
+const EXTRA: u32 = u32::MAX - 1;
+
+fn frame_text(g: &Graph, key: &Key, extra: &[String]) -> String {
     let (label, ty, virt) = *key;
+    if ty == EXTRA {
+        return match label {
+            Some(Label::OtherKey(i)) => extra[i as usize].clone(),
+            _ => extra.last().cloned().unwrap_or_default(),
+        };
+    }
     if virt {
         return match label {
             Some(Label::Text(v)) => g.vname[v as usize].clone(),
@@ -184,11 +193,17 @@ pub fn by_path(g: &Graph, d: &DomTree, opts: &FlameOptions) -> Stacks {
             objects += 1;
         }
     }
-    emit(g, &trie, opts, objects)
+    emit(g, &trie, opts, objects, &[])
 }
 
-/// Stacks by type: the type first, then the frames of its retaining path, nearest first.
-pub fn by_type(g: &Graph, d: &DomTree, opts: &FlameOptions) -> Stacks {
+/// Stacks by type: the type first, then (when allocation traces exist) where it was allocated, then the frames
+/// of its retaining path, nearest first.
+pub fn by_type(
+    g: &Graph,
+    d: &DomTree,
+    opts: &FlameOptions,
+    sites: Option<(&[u32], &[String])>,
+) -> Stacks {
     let mut trie = Trie::new();
     let mut objects = 0;
     let depth = opts.max_depth.min(12);
@@ -198,6 +213,15 @@ pub fn by_type(g: &Graph, d: &DomTree, opts: &FlameOptions) -> Stacks {
             continue;
         }
         let mut t = trie.child(0, (None, g.ty[v as usize], false));
+        if let Some((site_of, _)) = sites {
+            let site = site_of[v as usize];
+            let k = if site == u32::MAX {
+                (None, EXTRA, true)
+            } else {
+                (Some(Label::OtherKey(site as u64)), EXTRA, true)
+            };
+            t = trie.child(t, k);
+        }
         let mut u = d.idom[v as usize];
         let mut n = 0;
         let mut prev: Option<Key> = None;
@@ -214,10 +238,12 @@ pub fn by_type(g: &Graph, d: &DomTree, opts: &FlameOptions) -> Stacks {
         trie.count[t as usize] += 1;
         objects += 1;
     }
-    emit(g, &trie, opts, objects)
+    let mut extra: Vec<String> = sites.map(|s| s.1.to_vec()).unwrap_or_default();
+    extra.push("allocated before tracing started".into());
+    emit(g, &trie, opts, objects, &extra)
 }
 
-fn emit(g: &Graph, trie: &Trie, opts: &FlameOptions, objects: u64) -> Stacks {
+fn emit(g: &Graph, trie: &Trie, opts: &FlameOptions, objects: u64, extra: &[String]) -> Stacks {
     let n = trie.key.len();
     // subtree totals (children always come after parents)
     let mut total = trie.bytes.clone();
@@ -254,7 +280,7 @@ fn emit(g: &Graph, trie: &Trie, opts: &FlameOptions, objects: u64) -> Stacks {
         let mut k = i;
         while k != 0 {
             if texts[k].is_none() {
-                let mut s = frame_text(g, &trie.key[k]);
+                let mut s = frame_text(g, &trie.key[k], extra);
                 if trie.run[k] > 1 {
                     s.push_str(&format!(" (run of {})", trie.run[k]));
                 }

@@ -1,6 +1,7 @@
 //! Analysis of the reference graph: dominator tree and retained sizes, flamegraph stacks (by retaining path, by
 //! type), and shortest reference chains from the roots.
 
+pub mod alloc;
 pub mod flame;
 pub mod paths;
 
@@ -25,6 +26,16 @@ pub struct DomTree {
 }
 
 impl DomTree {
+    /// No dominator tree (views that do not need one).
+    pub fn empty() -> DomTree {
+        DomTree {
+            idom: vec![],
+            own: vec![],
+            retained: vec![],
+            label: vec![],
+        }
+    }
+
     pub fn new(g: &Graph, model: SizeModel) -> DomTree {
         let n = g.len();
         // nodes reachable without context edges (class, globals, builtins); context edges count only towards

@@ -43,6 +43,8 @@ pub struct Graph<'a> {
     pub type_names: Vec<(String, String)>,
     /// kind of each type key (to render class/module/function names)
     pub type_kinds: Vec<Kind>,
+    /// `tp_flags` of each type key
+    pub type_flags: Vec<u64>,
     /// names resolved on first use: (kind, address) -> text
     names: RefCell<FxHashMap<(u8, u64), String>>,
     pub census: Census,
@@ -60,6 +62,11 @@ impl Graph<'_> {
     pub fn is_empty(&self) -> bool {
         self.addr.is_empty()
     }
+    /// The walk context the graph was built from (its snapshot is still alive).
+    pub fn ctx(&self) -> &Ctx<'_> {
+        self.ctx
+    }
+
     /// Number of edges (object and virtual).
     pub fn edge_count(&self) -> usize {
         self.edge_to.len() + self.vedges.iter().map(|e| e.len()).sum::<usize>()
@@ -585,8 +592,10 @@ pub fn build<'a>(ctx: &'a Ctx<'a>) -> Result<Graph<'a>, HeapError> {
     }
     let type_names = b.types.key_names.clone();
     let mut type_kinds = vec![Kind::Other; type_names.len()];
+    let mut type_flags = vec![0u64; type_names.len()];
     for ti in &b.types.infos {
         type_kinds[ti.key as usize] = ti.kind;
+        type_flags[ti.key as usize] = ti.flags;
     }
     let mut g = Graph {
         first_object,
@@ -602,6 +611,7 @@ pub fn build<'a>(ctx: &'a Ctx<'a>) -> Result<Graph<'a>, HeapError> {
         vedges,
         type_names,
         type_kinds,
+        type_flags,
         ctx,
         names: RefCell::new(FxHashMap::default()),
         census: Census {

@@ -22,10 +22,14 @@ pub enum HeapError {
     Collecting,
     #[error("a GC list was being modified (torn link at {addr:#x})")]
     Torn { addr: u64 },
+    #[error("the tracemalloc tables were being modified ({what} at {addr:#x})")]
+    TornTraces { what: &'static str, addr: u64 },
     #[error("cannot read {what} at {addr:#x}")]
     Unreadable { what: &'static str, addr: u64 },
     #[error("the interpreter state does not validate: {0}")]
     Invalid(String),
+    #[error("{0}")]
+    Other(String),
     #[error("layout: {0}")]
     Layout(#[from] crate::layout::LayoutError),
 }
@@ -33,6 +37,9 @@ pub enum HeapError {
 impl HeapError {
     /// Errors that a retry after letting the target run a little may cure.
     pub fn is_transient(&self) -> bool {
-        matches!(self, HeapError::Collecting | HeapError::Torn { .. })
+        matches!(
+            self,
+            HeapError::Collecting | HeapError::Torn { .. } | HeapError::TornTraces { .. }
+        )
     }
 }

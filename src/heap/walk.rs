@@ -25,15 +25,26 @@ impl Visited {
                 .mem
                 .regions()
                 .iter()
-                .map(|r| (0..r.len().div_ceil(8 * 64)).map(|_| AtomicU64::new(0)).collect())
+                .map(|r| {
+                    (0..r.len().div_ceil(8 * 64))
+                        .map(|_| AtomicU64::new(0))
+                        .collect()
+                })
                 .collect(),
         }
     }
     /// Set the bit for `a`; false if it was already set or `a` is outside the snapshot.
     #[inline]
     fn insert(&self, ctx: &Ctx, a: u64) -> bool {
-        let Some((i, off)) = ctx.mem.locate(a) else { return false };
+        let Some((i, off)) = ctx.mem.locate(a) else {
+            return false;
+        };
         self.insert_at(i, off)
+    }
+    #[inline]
+    fn contains(&self, region: usize, off: usize) -> bool {
+        let w = off / 8;
+        self.bits[region][w / 64].load(Ordering::Relaxed) & (1u64 << (w % 64)) != 0
     }
     #[inline]
     fn insert_at(&self, region: usize, off: usize) -> bool {
@@ -58,7 +69,13 @@ struct Part {
 const CHUNK: usize = 4096;
 
 /// Walk from the GC objects of the shared queue (and, for the first thread, the roots) until it is empty.
-fn walk_part(ctx: &Ctx, visited: &Visited, tracked: &[u64], next: &AtomicUsize, root_refs: &[u64]) -> Part {
+fn walk_part(
+    ctx: &Ctx,
+    visited: &Visited,
+    tracked: &[u64],
+    next: &AtomicUsize,
+    root_refs: &[u64],
+) -> Part {
     let mut types = Types::default();
     let mut tallies: Vec<TypeTally> = Vec::new();
     let mut part = Part::default();
@@ -74,6 +91,10 @@ fn walk_part(ctx: &Ctx, visited: &Visited, tracked: &[u64], next: &AtomicUsize, 
             rejected += 1;
             return;
         };
+        // most references lead to objects seen already (types, shared strings, small ints): check that first
+        if visited.contains(region, off) {
+            return;
+        }
         let Some(hdr) = ctx.mem.regions()[region].data.as_slice().get(off..off + 16) else {
             rejected += 1;
             return;
@@ -99,11 +120,18 @@ fn walk_part(ctx: &Ctx, visited: &Visited, tracked: &[u64], next: &AtomicUsize, 
                 break;
             }
             // GC objects were all marked up front; walking from them is this thread's share
-            work.extend(tracked[start..(start + CHUNK).min(tracked.len())].iter().rev().map(|&a| (a, true)));
+            work.extend(
+                tracked[start..(start + CHUNK).min(tracked.len())]
+                    .iter()
+                    .rev()
+                    .map(|&a| (a, true)),
+            );
         }
         while let Some((a, is_tracked)) = work.pop() {
             let Some(t) = ctx.u64(a + 8) else { continue };
-            let Some(ti) = types.get(ctx, t) else { continue };
+            let Some(ti) = types.get(ctx, t) else {
+                continue;
+            };
             let ti = types.infos[ti as usize].clone();
             if ctx.is_static(a) {
                 part.static_objects += 1;
@@ -150,7 +178,10 @@ pub fn census(ctx: &Ctx) -> Result<Census, HeapError> {
     tracked.retain(|&a| visited.insert(ctx, a));
     let mut root_refs = Vec::new();
     roots(ctx, &mut root_refs);
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 8);
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 8);
     let next = AtomicUsize::new(0);
     let parts: Vec<Part> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
@@ -160,9 +191,15 @@ pub fn census(ctx: &Ctx) -> Result<Census, HeapError> {
                 s.spawn(move || walk_part(ctx, visited, tracked, next, roots))
             })
             .collect();
-        handles.into_iter().map(|h| h.join().expect("walker thread panicked")).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("walker thread panicked"))
+            .collect()
     });
-    let mut census = Census { gc_tracked: gc_tracked as u64, ..Default::default() };
+    let mut census = Census {
+        gc_tracked: gc_tracked as u64,
+        ..Default::default()
+    };
     let mut merged: FxHashMap<(String, String), TypeTally> = FxHashMap::default();
     for p in parts {
         census.static_objects += p.static_objects;

@@ -142,32 +142,64 @@ pub fn wanted(m: &MapEntry) -> bool {
     m.read && !m.exec && !m.is_special() && !m.is_empty()
 }
 
-/// Allocate a buffer for a region; large ones are anonymous mappings pre-faulted now, so that copying into
-/// them later (while the target is stopped) does not pay for page faults.
+/// Allocate a buffer for a region: large ones are anonymous mappings backed by transparent huge pages (fewer
+/// faults, and far fewer TLB misses while walking), not yet faulted in; see `prefault`.
 pub fn alloc_buffer(len: usize) -> io::Result<RegionData> {
     if len >= (1 << 20) {
         let m = memmap2::MmapOptions::new().len(len).map_anon()?;
-        // Transparent huge pages make pre-faulting (and later reads) much cheaper; both calls are hints.
-        // SAFETY: madvise on a mapping we own, covering exactly its length.
+        // SAFETY: madvise on a mapping we own, covering exactly its length; a hint only.
         unsafe {
             libc::madvise(m.as_ptr() as *mut libc::c_void, len, libc::MADV_HUGEPAGE);
-            if libc::madvise(
-                m.as_ptr() as *mut libc::c_void,
-                len,
-                23, /* MADV_POPULATE_WRITE */
-            ) != 0
-            {
-                // older kernels: touch every page
-                let p = m.as_ptr() as *mut u8;
-                for off in (0..len).step_by(4096) {
-                    std::ptr::write_volatile(p.add(off), 0);
-                }
-            }
         }
         Ok(RegionData::Mmap(m))
     } else {
         Ok(RegionData::Vec(vec![0u8; len]))
     }
+}
+
+/// Fault in (the kernel zeroes) every page of the given buffers, spreading the work over `workers` threads in
+/// chunks, so that copying into them later, while the target is stopped, pays no page faults.
+pub fn prefault(buffers: &mut [&mut RegionData], workers: usize) {
+    const STEP: usize = 32 << 20;
+    let mut chunks: Vec<(usize, usize)> = vec![];
+    for b in buffers.iter_mut() {
+        if let RegionData::Mmap(m) = b {
+            let (p, len) = (m.as_mut_ptr() as usize, m.len());
+            let mut off = 0;
+            while off < len {
+                chunks.push((p + off, STEP.min(len - off)));
+                off += STEP;
+            }
+        }
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..workers.max(1) {
+            let (chunks, next) = (&chunks, &next);
+            s.spawn(move || {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(&(p, len)) = chunks.get(i) else {
+                        break;
+                    };
+                    // SAFETY: (p, len) lies inside a mapping we own and nobody else touches until the scope ends.
+                    unsafe {
+                        if libc::madvise(
+                            p as *mut libc::c_void,
+                            len,
+                            23, /* MADV_POPULATE_WRITE */
+                        ) != 0
+                        {
+                            // older kernels: touch every page
+                            for off in (0..len).step_by(4096) {
+                                std::ptr::write_volatile((p + off) as *mut u8, 0);
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
 }
 
 /// Copy one mapping into `data` (already sized), returning the region.

@@ -53,3 +53,60 @@ pub fn render(r: &Report, limit: usize) -> String {
     }
     s
 }
+
+/// The table of `summary --by alloc`: allocation sites by traced bytes.
+pub fn render_sites(
+    m: &crate::snapshot::Meta,
+    cov: &serde_json::Value,
+    sites: &[crate::analysis::alloc::Site],
+    limit: usize,
+) -> String {
+    let mut s = String::new();
+    let g = |k: &str| cov[k].as_u64().unwrap_or(0);
+    let pct = |a: u64, b: u64| {
+        if b > 0 {
+            100.0 * a as f64 / b as f64
+        } else {
+            0.0
+        }
+    };
+    let _ = writeln!(
+        s,
+        "pid {}  Python {}  {}  traced {} in {} blocks  paused {:.1} ms",
+        m.pid,
+        m.python_version,
+        m.executable,
+        human_bytes(g("traced_bytes")),
+        g("traced_blocks"),
+        m.pause_ms
+    );
+    let _ = writeln!(
+        s,
+        "coverage: {} of {} objects ({:.1}%) and {:.1}% of their bytes have an allocation trace; objects allocated before tracing started have none",
+        g("objects_traced"),
+        g("objects"),
+        pct(g("objects_traced"), g("objects")),
+        pct(g("bytes_traced"), g("bytes"))
+    );
+    let _ = writeln!(s, "{:>14} {:>10}  SITE  (TYPES)", "BYTES", "BLOCKS");
+    for site in sites.iter().take(limit) {
+        let types: Vec<String> = site
+            .types
+            .iter()
+            .take(3)
+            .map(|(t, n, _)| format!("{t} ×{n}"))
+            .collect();
+        let _ = writeln!(
+            s,
+            "{:>14} {:>10}  {}  ({})",
+            site.bytes,
+            site.blocks,
+            site.site,
+            types.join(", ")
+        );
+    }
+    if sites.len() > limit {
+        let _ = writeln!(s, "... {} more sites", sites.len() - limit);
+    }
+    s
+}

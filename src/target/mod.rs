@@ -3,10 +3,11 @@
 
 pub mod elf;
 pub mod pause;
+pub mod remote_exec;
 pub mod version;
 
 use crate::layout::{DebugOffsets, LayoutError, PyVersion};
-use crate::memory::live::{LiveProcess, alloc_buffer, copy_mapping, wanted};
+use crate::memory::live::{LiveProcess, alloc_buffer, copy_mapping, prefault, wanted};
 use crate::memory::{MapEntry, MemorySource, Region, RegionData, Snapshot};
 use elf::ElfInfo;
 use pause::{Pause, PauseError};
@@ -43,6 +44,8 @@ pub enum TargetError {
     Pause { pid: i32, source: PauseError },
     #[error("reading process {pid}: {source}")]
     Io { pid: i32, source: io::Error },
+    #[error("cannot start tracemalloc in process {pid}: {msg}")]
+    RemoteExec { pid: i32, msg: String },
     #[error("interrupted; process {0} was resumed")]
     Interrupted(i32),
     #[error("{0}")]
@@ -372,25 +375,31 @@ fn capture(t: &Target, nonblocking: bool, stop_timeout: Duration) -> Result<Capt
     // Read-only parts of ELF images (type names live in .rodata) do not change: copy them before stopping.
     let mut regions: Vec<Region> = vec![];
     let mut prealloc: HashMap<(u64, u64), RegionData> = HashMap::new();
-    for m in maps0.iter().filter(|m| wanted(m) && !m.shared) {
-        if !m.write {
-            if is_elf_file(live, m, &mut elf_cache) {
-                let buf = alloc_buffer(m.len() as usize).map_err(io_err)?;
-                match copy_mapping(live, m, buf) {
-                    Ok(r) => regions.push(r),
-                    Err(e)
-                        if e.raw_os_error() == Some(libc::EFAULT)
-                            || e.raw_os_error() == Some(libc::EIO) => {}
-                    Err(e) => return Err(io_err(e)),
-                }
+    for m in maps0.iter().filter(|m| wanted(m) && !m.shared && !m.write) {
+        if is_elf_file(live, m, &mut elf_cache) {
+            let buf = alloc_buffer(m.len() as usize).map_err(io_err)?;
+            match copy_mapping(live, m, buf) {
+                Ok(r) => regions.push(r),
+                Err(e)
+                    if e.raw_os_error() == Some(libc::EFAULT)
+                        || e.raw_os_error() == Some(libc::EIO) => {}
+                Err(e) => return Err(io_err(e)),
             }
-        } else {
-            prealloc.insert(
-                (m.start, m.end),
-                alloc_buffer(m.len() as usize).map_err(io_err)?,
-            );
         }
     }
+    // Buffers for the writable mappings, pre-faulted now (zeroing them is the kernel's work, spread over every
+    // core) so that the copy while the target is stopped pays no page faults.
+    for m in maps0.iter().filter(|m| wanted(m) && !m.shared && m.write) {
+        prealloc.insert(
+            (m.start, m.end),
+            alloc_buffer(m.len() as usize).map_err(io_err)?,
+        );
+    }
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 8);
+    prefault(&mut prealloc.values_mut().collect::<Vec<_>>(), workers);
     if INTERRUPTED.load(Ordering::SeqCst) {
         return Err(TargetError::Interrupted(pid));
     }

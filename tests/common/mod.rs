@@ -258,10 +258,21 @@ pub fn which(name: &str) -> Option<PathBuf> {
 /// A command that runs `script` (a host path) with `args` under the interpreter, as a child of this process with
 /// the same pid as the interpreter (unshare, sh and chroot all exec).
 pub fn python_command(interp: &Interp, script: &Path, args: &[&str]) -> Command {
+    python_command_with(interp, &[], script, args)
+}
+
+/// `python_command` with extra interpreter options after `PY_FLAGS` (e.g. `-X tracemalloc=5`: `-I` makes the
+/// interpreter ignore `PYTHON*` variables such as `PYTHONTRACEMALLOC`, so options are the way to configure it).
+pub fn python_command_with(
+    interp: &Interp,
+    py_opts: &[&str],
+    script: &Path,
+    args: &[&str],
+) -> Command {
     match &interp.launch {
         Launch::Direct => {
             let mut c = Command::new(&interp.python);
-            c.args(PY_FLAGS).arg(script).args(args);
+            c.args(PY_FLAGS).args(py_opts).arg(script).args(args);
             c
         }
         Launch::Chroot(root) => {
@@ -272,6 +283,7 @@ pub fn python_command(interp: &Interp, script: &Path, args: &[&str]) -> Command 
                 .arg("sh")
                 .arg(&interp.python)
                 .args(PY_FLAGS)
+                .args(py_opts)
                 .arg(&inner)
                 .args(args)
                 .env("ROOT", root);
@@ -297,6 +309,18 @@ fn copy_into_root(root: &Path, script: &Path) -> PathBuf {
 }
 
 // ---------------------------------------------------------------------------------------------------- children
+
+/// A pid with no process: counting down from the kernel's pid_max, the first one /proc does not list.
+pub fn unused_pid() -> i32 {
+    let max: i32 = std::fs::read_to_string("/proc/sys/kernel/pid_max")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(32768);
+    (300..max)
+        .rev()
+        .find(|p| !Path::new(&format!("/proc/{p}")).exists())
+        .expect("a free pid")
+}
 
 /// Kills and reaps its child when dropped.
 pub struct ChildGuard {

@@ -1,0 +1,268 @@
+//! Joining traced blocks to objects: an object's block starts at its address minus its pre-header; buffers an
+//! object alone owns (list items, dict keys and values, set tables, bytearray data, values arrays) are its own.
+
+use super::tracemalloc::{Frame, Traces};
+use crate::heap::ctx::flags;
+use crate::heap::graph::{Graph, STATIC};
+use crate::heap::types::Kind;
+use rustc_hash::FxHashMap;
+
+/// Who a traced block belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner {
+    /// the object's own allocation
+    Object(u32),
+    /// a buffer the object alone owns
+    Buffer(u32),
+    /// no object found for it (C allocations, freed-object caches, interpreter internals)
+    None,
+}
+
+/// The attribution of every traced block.
+pub struct Join {
+    pub owner: Vec<Owner>,
+    /// objects (not static) with a trace, and their bytes (getsizeof)
+    pub covered_objects: u64,
+    pub covered_bytes: u64,
+    pub total_objects: u64,
+    pub total_bytes: u64,
+    /// code objects by file name: (first line, function name), sorted
+    functions: FxHashMap<String, Vec<(u32, String)>>,
+    /// where the target's files are (its `/proc/PID/root`), to read sources for function boundaries
+    source_root: Option<std::path::PathBuf>,
+    sources: std::cell::RefCell<FxHashMap<String, Option<Vec<String>>>>,
+}
+
+/// Pre-header in front of an object: GC head and the 3.11+ managed dict / 3.12+ managed weakref words.
+fn preheader(minor: u8, f: u64) -> u64 {
+    let mut h = if f & flags::HAVE_GC != 0 { 16 } else { 0 };
+    if minor >= 12 {
+        if f & (flags::MANAGED_DICT | flags::MANAGED_WEAKREF) != 0 {
+            h += 16;
+        }
+    } else if minor >= 11 && f & flags::MANAGED_DICT != 0 {
+        h += 16;
+    }
+    h
+}
+
+pub fn join(g: &Graph, t: &Traces) -> Join {
+    let ctx = g.ctx();
+    let o = &ctx.o;
+    let minor = ctx.minor;
+    // block start -> first block index (a pointer may be traced in several domains: all of them)
+    let mut by_ptr: FxHashMap<u64, Vec<u32>> = FxHashMap::default();
+    by_ptr.reserve(t.blocks.len());
+    for (i, b) in t.blocks.iter().enumerate() {
+        by_ptr.entry(b.ptr).or_default().push(i as u32);
+    }
+    let mut owner = vec![Owner::None; t.blocks.len()];
+    let mut j = Join {
+        owner: vec![],
+        covered_objects: 0,
+        covered_bytes: 0,
+        total_objects: 0,
+        total_bytes: 0,
+        functions: FxHashMap::default(),
+        source_root: None,
+        sources: Default::default(),
+    };
+    let claim = |p: u64, who: Owner, owner: &mut Vec<Owner>| -> bool {
+        if p == 0 {
+            return false;
+        }
+        match by_ptr.get(&p) {
+            Some(v) => {
+                for &i in v {
+                    if owner[i as usize] == Owner::None {
+                        owner[i as usize] = who;
+                    }
+                }
+                true
+            }
+            None => false,
+        }
+    };
+    for v in g.first_object..g.len() as u32 {
+        if g.flags[v as usize] & STATIC != 0 {
+            continue;
+        }
+        let key = g.ty[v as usize] as usize;
+        let a = g.addr[v as usize];
+        let f = g.type_flags[key];
+        j.total_objects += 1;
+        j.total_bytes += g.size[v as usize];
+        if claim(
+            a.wrapping_sub(preheader(minor, f)),
+            Owner::Object(v),
+            &mut owner,
+        ) {
+            j.covered_objects += 1;
+            j.covered_bytes += g.size[v as usize];
+        }
+        let buf = Owner::Buffer(v);
+        match g.type_kinds[key] {
+            Kind::List => {
+                claim(ctx.ptr(a + o.list_items), buf, &mut owner);
+            }
+            Kind::Dict => {
+                let keys = ctx.ptr(a + o.ma_keys);
+                if ctx.u64(keys) == Some(1) {
+                    claim(keys, buf, &mut owner);
+                }
+                let values = ctx.ptr(a + o.ma_values);
+                if values != 0 {
+                    if minor >= 13 {
+                        if ctx.mem.u8(values + 2) == Some(0) {
+                            claim(values, buf, &mut owner);
+                        }
+                    } else if minor >= 11 {
+                        let prefix = ctx.mem.u8(values.wrapping_sub(1)).unwrap_or(0) as u64;
+                        claim(values.wrapping_sub(prefix), buf, &mut owner);
+                    } else {
+                        claim(values, buf, &mut owner);
+                    }
+                }
+            }
+            Kind::Set => {
+                let table = ctx.ptr(a + o.set_table);
+                if table != a + o.set_smalltable {
+                    claim(table, buf, &mut owner);
+                }
+            }
+            Kind::ByteArray => {
+                if o.ba_bytes_object != u64::MAX {
+                    claim(ctx.ptr(a + o.ba_bytes_object), buf, &mut owner);
+                } else {
+                    claim(ctx.ptr(a + 32), buf, &mut owner);
+                }
+            }
+            Kind::Code => {
+                let fname = ctx
+                    .off("code.co_filename")
+                    .and_then(|x| crate::heap::decode::read_str(ctx, ctx.ptr(a + x)));
+                let name = ctx
+                    .off("code.co_qualname")
+                    .or(ctx.off("code.co_name"))
+                    .and_then(|x| crate::heap::decode::read_str(ctx, ctx.ptr(a + x)));
+                let line = ctx
+                    .off("code.co_firstlineno")
+                    .and_then(|x| ctx.mem.i32(a + x))
+                    .unwrap_or(0);
+                if let (Some(fname), Some(name)) = (fname, name) {
+                    j.functions
+                        .entry(fname)
+                        .or_default()
+                        .push((line.max(0) as u32, name));
+                }
+            }
+            _ => {}
+        }
+        // 3.11/3.12 instance values arrays
+        if (11..13).contains(&minor) && f & flags::MANAGED_DICT != 0 {
+            let values = if minor == 12 {
+                let w = ctx.ptr(a.wrapping_sub(24));
+                if w & 1 == 1 { w.wrapping_add(1) } else { 0 }
+            } else {
+                ctx.ptr(a.wrapping_sub(32))
+            };
+            if values != 0 {
+                let prefix = ctx.mem.u8(values.wrapping_sub(1)).unwrap_or(0) as u64;
+                claim(values.wrapping_sub(prefix), buf, &mut owner);
+            }
+        }
+    }
+    for v in j.functions.values_mut() {
+        v.sort();
+        v.dedup_by(|a, b| a.0 == b.0);
+    }
+    j.owner = owner;
+    j
+}
+
+impl Join {
+    /// Read sources through this directory (the target's `/proc/PID/root`) to tell which function a line is in.
+    pub fn set_source_root(&mut self, root: std::path::PathBuf) {
+        self.source_root = Some(root);
+    }
+
+    /// The line of the `def` (or `class`) whose body holds line `lineno`, from the source's indentation;
+    /// Some(None) when the line is at module level, None when the source cannot be read.
+    fn enclosing_def(&self, file: &str, lineno: u32) -> Option<Option<(u32, String)>> {
+        let root = self.source_root.as_ref()?;
+        if !file.starts_with('/') {
+            return None;
+        }
+        let mut cache = self.sources.borrow_mut();
+        let lines = cache
+            .entry(file.to_string())
+            .or_insert_with(|| {
+                let p = root.join(file.trim_start_matches('/'));
+                let meta = std::fs::metadata(&p).ok()?;
+                if meta.len() > 16 << 20 {
+                    return None;
+                }
+                let text = std::fs::read_to_string(p).ok()?;
+                Some(text.lines().map(|l| l.to_string()).collect())
+            })
+            .as_ref()?;
+        let indent = |l: &str| l.len() - l.trim_start().len();
+        let is_code = |l: &str| !l.trim().is_empty() && !l.trim_start().starts_with('#');
+        let def_name = |l: &str| -> Option<String> {
+            let t = l.trim_start();
+            let t = t.strip_prefix("async ").unwrap_or(t);
+            let rest = t
+                .strip_prefix("def ")
+                .or_else(|| t.strip_prefix("class "))?;
+            Some(
+                rest.split(|c: char| !(c.is_alphanumeric() || c == '_'))
+                    .next()
+                    .unwrap_or("")
+                    .to_string(),
+            )
+        };
+        let i = (lineno as usize).checked_sub(1)?;
+        let line = lines.get(i)?;
+        if def_name(line).is_some() {
+            return Some(Some((lineno, def_name(line).unwrap())));
+        }
+        let mut level = indent(line);
+        for k in (0..i).rev() {
+            let l = &lines[k];
+            if !is_code(l) || indent(l) >= level {
+                continue;
+            }
+            if let Some(n) = def_name(l) {
+                return Some(Some((k as u32 + 1, n)));
+            }
+            level = indent(l);
+            if level == 0 {
+                break;
+            }
+        }
+        Some(None)
+    }
+
+    /// "file.py:LINE in function": the function from the target's code objects, its boundaries from the source
+    /// (read through the target's root) when available.
+    pub fn frame_text(&self, f: &Frame) -> String {
+        let base = f.filename.rsplit('/').next().unwrap_or(&f.filename);
+        let by_code = |upto: u32| {
+            self.functions.get(&f.filename).and_then(|v| {
+                let i = v.partition_point(|(l, _)| *l <= upto);
+                (i > 0).then(|| v[i - 1].1.clone())
+            })
+        };
+        let func = match self.enclosing_def(&f.filename, f.lineno) {
+            Some(None) => Some("<module>".to_string()),
+            Some(Some((def_line, name))) => by_code(def_line)
+                .filter(|q| q.ends_with(&name))
+                .or(Some(name)),
+            None => by_code(f.lineno),
+        };
+        match func {
+            Some(n) => format!("{base}:{} in {n}", f.lineno),
+            None => format!("{base}:{}", f.lineno),
+        }
+    }
+}
