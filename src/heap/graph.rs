@@ -10,6 +10,7 @@ use super::label::Packed;
 use super::roots::{iframes, interpreters, thread_frame, threads};
 use super::size::{footprint, getsizeof};
 use super::types::{Kind, Types};
+use super::walk::{Part, Visit, Visited, traverse};
 use rustc_hash::FxHashMap;
 use std::cell::RefCell;
 
@@ -177,40 +178,6 @@ impl NodeIndex {
     }
 }
 
-struct Builder<'a, 'c> {
-    ctx: &'a Ctx<'c>,
-    types: Types,
-    index: NodeIndex,
-    queue_addr: Vec<u64>,
-    rejected: u64,
-}
-
-impl Builder<'_, '_> {
-    /// Index of the object at `p`, adding it if it is a valid object not seen before.
-    fn node(&mut self, p: u64, first_object: u32) -> u32 {
-        if p == 0 || p & 7 != 0 {
-            return NONE;
-        }
-        if let Some(i) = self.index.get(self.ctx, p) {
-            return i;
-        }
-        let Some(hdr) = self.ctx.mem.bytes(p, 16) else {
-            self.rejected += 1;
-            return NONE;
-        };
-        let refcnt = u32::from_le_bytes(hdr[..4].try_into().unwrap());
-        let t = u64::from_le_bytes(hdr[8..16].try_into().unwrap());
-        if refcnt == 0 || self.types.get(self.ctx, t).is_none() {
-            self.rejected += 1;
-            return NONE;
-        }
-        let i = first_object + self.queue_addr.len() as u32;
-        self.queue_addr.push(p);
-        self.index.insert(self.ctx, p, i);
-        i
-    }
-}
-
 /// The text behind a name label: a str (kind 0), a C string (kind 1), or a dict key (kind 2: an int shows its
 /// value, anything else is elided).
 fn resolve_name(ctx: &Ctx, kind: u8, a: u64) -> String {
@@ -234,6 +201,83 @@ fn resolve_name(ctx: &Ctx, kind: u8, a: u64) -> String {
         }
     };
     s.unwrap_or_else(|| "?".into())
+}
+
+/// Phase-1 visitor: remembers the untracked objects it owns (GC objects are known already).
+#[derive(Default)]
+struct Found(Vec<u64>);
+
+impl Visit for Found {
+    #[inline]
+    fn object(&mut self, _ctx: &Ctx, a: u64, _ti: &super::types::TypeInfo, is_tracked: bool) {
+        if !is_tracked {
+            self.0.push(a);
+        }
+    }
+}
+
+/// Phase-2 output for a contiguous range of nodes.
+struct Chunk {
+    types: Types,
+    ty: Vec<u32>,
+    size: Vec<u64>,
+    fp: Vec<u64>,
+    flags: Vec<u8>,
+    refcnt: Vec<u32>,
+    /// end of each node's edges, relative to this chunk
+    edge_end: Vec<u64>,
+    edge_to: Vec<u32>,
+    edge_label: Vec<Packed>,
+}
+
+/// Sizes, flags and labelled edges of the nodes at `addrs` (the first `n_tracked` of them GC objects).
+fn edges_chunk(ctx: &Ctx, index: &NodeIndex, addrs: &[u64], n_tracked: isize) -> Chunk {
+    let mut types = Types::default();
+    let n = addrs.len();
+    let mut c = Chunk {
+        types: Types::default(),
+        ty: Vec::with_capacity(n),
+        size: Vec::with_capacity(n),
+        fp: Vec::with_capacity(n),
+        flags: Vec::with_capacity(n),
+        refcnt: Vec::with_capacity(n),
+        edge_end: Vec::with_capacity(n),
+        edge_to: Vec::with_capacity(n * 3),
+        edge_label: Vec::with_capacity(n * 3),
+    };
+    let mut out: Vec<(u64, Label)> = Vec::with_capacity(1024);
+    let mut items = vec![];
+    for (k, &a) in addrs.iter().enumerate() {
+        let t = ctx.ptr(a + 8);
+        let ti = types.get(ctx, t).expect("validated when found");
+        let ti = types.infos[ti as usize].clone();
+        let is_static = ctx.is_static(a);
+        let (size, fp) = if is_static {
+            (0, 0)
+        } else {
+            let s = getsizeof(ctx, a, &ti);
+            (s, footprint(ctx, a, &ti, s))
+        };
+        c.ty.push(ti.key);
+        c.size.push(size);
+        c.fp.push(fp);
+        c.flags.push(
+            if (k as isize) < n_tracked { TRACKED } else { 0 } | if is_static { STATIC } else { 0 },
+        );
+        c.refcnt.push(ctx.mem.u32(a).unwrap_or(0));
+        out.clear();
+        out.push((t, Label::Class));
+        refs(ctx, a, &ti, &mut out, &mut items);
+        for &(p, l) in out.iter() {
+            if let Some(i) = index.get(ctx, p) {
+                c.edge_to.push(i);
+                c.edge_label.push(Packed::pack(l));
+            }
+        }
+        c.edge_end.push(c.edge_to.len() as u64);
+    }
+    c.types = types;
+    c
 }
 
 /// Thread names from `threading._active` ({ident: Thread}), by ident.
@@ -326,11 +370,6 @@ fn code_label(ctx: &Ctx, code: u64) -> String {
     let file = file.unwrap_or_default();
     let base = file.rsplit('/').next().unwrap_or(&file).to_string();
     format!("{} ({}:{})", name.unwrap_or_else(|| "?".into()), base, line)
-}
-
-/// Expected node count from the number of GC-tracked objects (untracked ones are about three times as many).
-fn tracked_hint(n_tracked: usize) -> usize {
-    n_tracked * 4 + 1024
 }
 
 /// Build the graph: objects, labelled references, virtual roots; then native referrers and unreachable cycles.
@@ -513,90 +552,121 @@ pub fn build<'a>(ctx: &'a Ctx<'a>) -> Result<Graph<'a>, HeapError> {
     vvirt_edges[0].push((uv, Label::Text(uv)));
     let first_object = vname.len() as u32;
 
-    // ---- objects
-    let mut b = Builder {
-        ctx,
-        types: Types::default(),
-        index: NodeIndex::new(ctx.mem.regions().len()),
-        queue_addr: vec![],
-        rejected: 0,
-    };
+    let t0 = std::time::Instant::now();
+    // ---- objects, phase 1: find every object, one walker thread per core (as the census does)
     let mut tracked = vec![];
     let gc_tracked = gc_objects(ctx, &mut tracked)?;
     if gc_tracked == 0 {
         return Err(HeapError::Invalid("the GC lists are empty".into()));
     }
-    b.queue_addr.reserve(tracked.len() * 4);
-    for &a in &tracked {
-        b.node(a, first_object);
+    let visited = Visited::new(ctx);
+    tracked.retain(|&a| visited.insert(ctx, a));
+    let n_tracked = tracked.len();
+    let root_addrs: Vec<u64> = vaddr_edges.iter().flatten().map(|e| e.0).collect();
+    let parts: Vec<Part<Found>> = traverse(ctx, &visited, &tracked, &root_addrs);
+    drop(visited);
+    let mut rejected = 0;
+    let mut addrs = tracked;
+    for p in &parts {
+        addrs.extend_from_slice(&p.visit.0);
+        rejected += p.rejected;
     }
-    let n_tracked = b.queue_addr.len();
-    drop(tracked);
+    drop(parts);
+    log::debug!("graph: phase 1 {:?}", t0.elapsed());
+    // node indices: GC objects first, then the rest in discovery order
+    let mut index = NodeIndex::new(ctx.mem.regions().len());
+    for (k, &a) in addrs.iter().enumerate() {
+        index.insert(ctx, a, first_object + k as u32);
+    }
     let mut vedges: Vec<Vec<(u32, Label)>> = vvirt_edges;
     for (v, es) in vaddr_edges.into_iter().enumerate() {
         for (p, l) in es {
-            let i = b.node(p, first_object);
-            if i != NONE {
+            if let Some(i) = index.get(ctx, p) {
                 vedges[v].push((i, l));
             }
         }
     }
+    log::debug!("graph: index {:?}", t0.elapsed());
+    // ---- phase 2: sizes and labelled edges, each thread a contiguous range of nodes
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 8);
+    let per = addrs.len().div_ceil(threads).max(1);
+    let ranges: Vec<&[u64]> = addrs.chunks(per).collect();
+    let chunks: Vec<Chunk> = std::thread::scope(|s| {
+        let handles: Vec<_> = ranges
+            .iter()
+            .enumerate()
+            .map(|(c, r)| {
+                let index = &index;
+                let first_tracked = (c * per) as isize;
+                s.spawn(move || edges_chunk(ctx, index, r, n_tracked as isize - first_tracked))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("graph thread panicked"))
+            .collect()
+    });
+    drop(index);
+    log::debug!("graph: phase 2 {:?}", t0.elapsed());
+    // type keys per thread -> global keys by (module, name)
+    let mut keys: FxHashMap<(String, String), u32> = FxHashMap::default();
+    let mut type_names: Vec<(String, String)> = vec![];
+    let mut global_kinds: Vec<Kind> = vec![];
+    let mut global_flags: Vec<u64> = vec![];
+    let total_edges: usize = chunks.iter().map(|c| c.edge_to.len()).sum();
+    let n = first_object as usize + addrs.len();
     let mut g_ty = vec![NONE; first_object as usize];
     let mut g_size = vec![0u64; first_object as usize];
     let mut g_fp = vec![0u64; first_object as usize];
     let mut g_flags = vec![VIRTUAL; first_object as usize];
-    let mut g_addr = vec![0u64; first_object as usize];
-    let mut refcnt: Vec<u32> = vec![];
-    let est = tracked_hint(n_tracked);
-    let mut edge_start: Vec<u64> = Vec::with_capacity(est);
+    let mut refcnt: Vec<u32> = Vec::with_capacity(addrs.len());
+    for v in [&mut g_size, &mut g_fp] {
+        v.reserve(addrs.len());
+    }
+    g_ty.reserve(addrs.len());
+    g_flags.reserve(addrs.len());
+    let mut edge_start: Vec<u64> = Vec::with_capacity(addrs.len() + 1);
     edge_start.push(0);
-    let mut edge_to: Vec<u32> = Vec::with_capacity(est * 3);
-    let mut edge_label: Vec<Packed> = Vec::with_capacity(est * 3);
-    g_addr.reserve(est);
-    g_ty.reserve(est);
-    g_size.reserve(est);
-    g_fp.reserve(est);
-    g_flags.reserve(est);
-    let mut out: Vec<(u64, Label)> = Vec::with_capacity(1024);
-    let mut k = 0usize;
-    while k < b.queue_addr.len() {
-        let a = b.queue_addr[k];
-        let t = ctx.ptr(a + 8);
-        let ti = b.types.get(ctx, t).expect("validated when indexed");
-        let ti = b.types.infos[ti as usize].clone();
-        let is_static = ctx.is_static(a);
-        let (size, fp) = if is_static {
-            (0, 0)
-        } else {
-            let s = getsizeof(ctx, a, &ti);
-            (s, footprint(ctx, a, &ti, s))
-        };
-        g_addr.push(a);
-        g_ty.push(ti.key);
-        g_size.push(size);
-        g_fp.push(fp);
-        g_flags.push(if k < n_tracked { TRACKED } else { 0 } | if is_static { STATIC } else { 0 });
-        refcnt.push(ctx.mem.u32(a).unwrap_or(0));
-        out.clear();
-        out.push((t, Label::Class));
-        refs(ctx, a, &ti, &mut out, &mut items);
-        for &(p, l) in out.iter() {
-            let i = b.node(p, first_object);
-            if i != NONE {
-                edge_to.push(i);
-                edge_label.push(Packed::pack(l));
-            }
+    let mut edge_to: Vec<u32> = Vec::with_capacity(total_edges);
+    let mut edge_label: Vec<Packed> = Vec::with_capacity(total_edges);
+    for c in chunks {
+        let remap: Vec<u32> = c
+            .types
+            .key_names
+            .iter()
+            .map(|k| {
+                *keys.entry(k.clone()).or_insert_with(|| {
+                    type_names.push(k.clone());
+                    global_kinds.push(Kind::Other);
+                    global_flags.push(0);
+                    (type_names.len() - 1) as u32
+                })
+            })
+            .collect();
+        for ti in &c.types.infos {
+            let g = remap[ti.key as usize] as usize;
+            global_kinds[g] = ti.kind;
+            global_flags[g] = ti.flags;
         }
-        edge_start.push(edge_to.len() as u64);
-        k += 1;
+        g_ty.extend(c.ty.iter().map(|&k| remap[k as usize]));
+        g_size.extend_from_slice(&c.size);
+        g_fp.extend_from_slice(&c.fp);
+        g_flags.extend_from_slice(&c.flags);
+        refcnt.extend_from_slice(&c.refcnt);
+        let base = edge_to.len() as u64;
+        edge_start.extend(c.edge_end.iter().map(|&e| base + e));
+        edge_to.extend_from_slice(&c.edge_to);
+        edge_label.extend_from_slice(&c.edge_label);
     }
-    let type_names = b.types.key_names.clone();
-    let mut type_kinds = vec![Kind::Other; type_names.len()];
-    let mut type_flags = vec![0u64; type_names.len()];
-    for ti in &b.types.infos {
-        type_kinds[ti.key as usize] = ti.kind;
-        type_flags[ti.key as usize] = ti.flags;
-    }
+    debug_assert_eq!(g_ty.len(), n);
+    let mut g_addr = vec![0u64; first_object as usize];
+    g_addr.extend_from_slice(&addrs);
+    drop(addrs);
+    let type_kinds = global_kinds;
+    let type_flags = global_flags;
     let mut g = Graph {
         first_object,
         addr: g_addr,
@@ -616,11 +686,12 @@ pub fn build<'a>(ctx: &'a Ctx<'a>) -> Result<Graph<'a>, HeapError> {
         names: RefCell::new(FxHashMap::default()),
         census: Census {
             gc_tracked: gc_tracked as u64,
-            rejected_refs: b.rejected,
+            rejected_refs: rejected,
             ..Default::default()
         },
     };
 
+    log::debug!("graph: merged {:?}", t0.elapsed());
     // ---- native referrers: refcount beyond the references found (immortal and static objects excluded)
     let n = g.len();
     let mut indeg = vec![0u32; n];
@@ -648,6 +719,7 @@ pub fn build<'a>(ctx: &'a Ctx<'a>) -> Result<Graph<'a>, HeapError> {
         }
     }
     g.vedges[nv as usize] = native;
+    log::debug!("graph: native {:?}", t0.elapsed());
     // ---- unreachable: on the GC lists but not reachable from any root
     let mut seen = vec![false; n];
     let mut stack = vec![0u32];
@@ -666,6 +738,7 @@ pub fn build<'a>(ctx: &'a Ctx<'a>) -> Result<Graph<'a>, HeapError> {
         .collect();
     g.vedges[uv as usize] = unreached;
 
+    log::debug!("graph: unreachable {:?}", t0.elapsed());
     // ---- the census, from the same nodes
     let mut tallies: Vec<TypeTally> = vec![TypeTally::default(); g.type_names.len()];
     for i in first_object as usize..n {

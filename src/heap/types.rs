@@ -3,7 +3,7 @@
 use super::ctx::{Ctx, flags};
 use super::decode;
 use rustc_hash::FxHashMap;
-use std::rc::Rc;
+use std::sync::Arc;
 
 /// The builtin layout an object has (for heap subclasses: the nearest builtin base).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -102,7 +102,7 @@ pub struct Types {
     /// direct-mapped cache in front of `by_addr`: (type address, index)
     recent: Vec<(u64, u32)>,
     by_addr: FxHashMap<u64, u32>,
-    pub infos: Vec<Rc<TypeInfo>>,
+    pub infos: Vec<Arc<TypeInfo>>,
     /// (module, name) -> key
     keys: FxHashMap<(String, String), u32>,
     pub key_names: Vec<(String, String)>,
@@ -240,7 +240,7 @@ impl Types {
             is_heap,
             key,
         };
-        self.infos.push(Rc::new(info));
+        self.infos.push(Arc::new(info));
         Some((self.infos.len() - 1) as u32)
     }
 }

@@ -9,17 +9,17 @@ use super::decode::refs;
 use super::gc::gc_objects;
 use super::roots::roots;
 use super::size::{footprint, getsizeof};
-use super::types::Types;
+use super::types::{TypeInfo, Types};
 use rustc_hash::FxHashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// One bit per 8-byte word of every snapshot region.
-struct Visited {
+pub(crate) struct Visited {
     bits: Vec<Vec<AtomicU64>>,
 }
 
 impl Visited {
-    fn new(ctx: &Ctx) -> Visited {
+    pub(crate) fn new(ctx: &Ctx) -> Visited {
         Visited {
             bits: ctx
                 .mem
@@ -35,7 +35,7 @@ impl Visited {
     }
     /// Set the bit for `a`; false if it was already set or `a` is outside the snapshot.
     #[inline]
-    fn insert(&self, ctx: &Ctx, a: u64) -> bool {
+    pub(crate) fn insert(&self, ctx: &Ctx, a: u64) -> bool {
         let Some((i, off)) = ctx.mem.locate(a) else {
             return false;
         };
@@ -58,27 +58,58 @@ impl Visited {
     }
 }
 
-/// What one walker thread found.
+/// What a walker thread does with each object it owns.
+pub(crate) trait Visit: Default + Send {
+    fn object(&mut self, ctx: &Ctx, a: u64, ti: &TypeInfo, is_tracked: bool);
+}
+
+/// The census visitor: tallies by type key.
 #[derive(Default)]
-struct Part {
-    tallies: FxHashMap<(String, String), TypeTally>,
+struct Tally {
+    tallies: Vec<TypeTally>,
     static_objects: u64,
-    rejected: u64,
+}
+
+impl Visit for Tally {
+    #[inline]
+    fn object(&mut self, ctx: &Ctx, a: u64, ti: &TypeInfo, is_tracked: bool) {
+        if ctx.is_static(a) {
+            self.static_objects += 1;
+            return;
+        }
+        let key = ti.key as usize;
+        if self.tallies.len() <= key {
+            self.tallies.resize_with(key + 1, TypeTally::default);
+        }
+        let size = getsizeof(ctx, a, ti);
+        let fp = footprint(ctx, a, ti, size);
+        let tally = &mut self.tallies[key];
+        tally.count += 1;
+        tally.bytes += size;
+        tally.footprint += fp;
+        tally.tracked += is_tracked as u64;
+    }
+}
+
+/// One thread's result: its visitor, its type table (keys are per thread), and rejected references.
+pub(crate) struct Part<V> {
+    pub visit: V,
+    pub types: Types,
+    pub rejected: u64,
 }
 
 const CHUNK: usize = 4096;
 
 /// Walk from the GC objects of the shared queue (and, for the first thread, the roots) until it is empty.
-fn walk_part(
+fn walk_part<V: Visit>(
     ctx: &Ctx,
     visited: &Visited,
     tracked: &[u64],
     next: &AtomicUsize,
     root_refs: &[u64],
-) -> Part {
+) -> Part<V> {
     let mut types = Types::default();
-    let mut tallies: Vec<TypeTally> = Vec::new();
-    let mut part = Part::default();
+    let mut visit = V::default();
     let mut work: Vec<(u64, bool)> = Vec::new();
     let mut out: Vec<u64> = Vec::with_capacity(1024);
     let mut items = Vec::new();
@@ -133,21 +164,7 @@ fn walk_part(
                 continue;
             };
             let ti = types.infos[ti as usize].clone();
-            if ctx.is_static(a) {
-                part.static_objects += 1;
-            } else {
-                let key = ti.key as usize;
-                if tallies.len() <= key {
-                    tallies.resize_with(key + 1, TypeTally::default);
-                }
-                let size = getsizeof(ctx, a, &ti);
-                let fp = footprint(ctx, a, &ti, size);
-                let tally = &mut tallies[key];
-                tally.count += 1;
-                tally.bytes += size;
-                tally.footprint += fp;
-                tally.tracked += is_tracked as u64;
-            }
+            visit.object(ctx, a, &ti, is_tracked);
             out.clear();
             // every object refers to its type
             out.push(t);
@@ -157,13 +174,39 @@ fn walk_part(
             }
         }
     }
-    part.rejected = rejected;
-    for (k, t) in tallies.into_iter().enumerate() {
-        if t.count > 0 {
-            part.tallies.insert(types.key_names[k].clone(), t);
-        }
+    Part {
+        visit,
+        types,
+        rejected,
     }
-    part
+}
+
+/// Walk everything reachable from the (already marked) GC objects `tracked` and from `root_refs`, one thread per
+/// core; every object is visited by exactly one thread.
+pub(crate) fn traverse<V: Visit>(
+    ctx: &Ctx,
+    visited: &Visited,
+    tracked: &[u64],
+    root_refs: &[u64],
+) -> Vec<Part<V>> {
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 8);
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|i| {
+                let next = &next;
+                let roots: &[u64] = if i == 0 { root_refs } else { &[] };
+                s.spawn(move || walk_part::<V>(ctx, visited, tracked, next, roots))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("walker thread panicked"))
+            .collect()
+    })
 }
 
 /// Walk the heap and take a census.
@@ -178,34 +221,20 @@ pub fn census(ctx: &Ctx) -> Result<Census, HeapError> {
     tracked.retain(|&a| visited.insert(ctx, a));
     let mut root_refs = Vec::new();
     roots(ctx, &mut root_refs);
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .clamp(1, 8);
-    let next = AtomicUsize::new(0);
-    let parts: Vec<Part> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|i| {
-                let (visited, tracked, next) = (&visited, &tracked, &next);
-                let roots: &[u64] = if i == 0 { &root_refs } else { &[] };
-                s.spawn(move || walk_part(ctx, visited, tracked, next, roots))
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("walker thread panicked"))
-            .collect()
-    });
+    let parts: Vec<Part<Tally>> = traverse(ctx, &visited, &tracked, &root_refs);
     let mut census = Census {
         gc_tracked: gc_tracked as u64,
         ..Default::default()
     };
     let mut merged: FxHashMap<(String, String), TypeTally> = FxHashMap::default();
     for p in parts {
-        census.static_objects += p.static_objects;
+        census.static_objects += p.visit.static_objects;
         census.rejected_refs += p.rejected;
-        for (k, t) in p.tallies {
-            let m = merged.entry(k).or_default();
+        for (k, t) in p.visit.tallies.into_iter().enumerate() {
+            if t.count == 0 {
+                continue;
+            }
+            let m = merged.entry(p.types.key_names[k].clone()).or_default();
             m.count += t.count;
             m.bytes += t.bytes;
             m.footprint += t.footprint;
