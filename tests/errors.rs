@@ -5,20 +5,8 @@ mod common;
 
 use common::*;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
-
-/// A pid with no process: counting down from the kernel's pid_max, the first one /proc does not list.
-fn unused_pid() -> i32 {
-    let max: i32 = std::fs::read_to_string("/proc/sys/kernel/pid_max")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(32768);
-    (300..max)
-        .rev()
-        .find(|p| !Path::new(&format!("/proc/{p}")).exists())
-        .expect("a free pid")
-}
 
 #[test]
 fn no_such_pid() {

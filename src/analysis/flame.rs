@@ -188,7 +188,7 @@ pub fn by_path(g: &Graph, d: &DomTree, opts: &FlameOptions) -> Stacks {
         };
         at[v as usize] = t;
         trie.bytes[t as usize] += d.own[v as usize];
-        if !g.is_virtual(v) {
+        if !g.is_virtual(v) && g.flags[v as usize] & crate::heap::graph::STATIC == 0 {
             trie.count[t as usize] += 1;
             objects += 1;
         }
@@ -294,6 +294,13 @@ fn emit(g: &Graph, trie: &Trie, opts: &FlameOptions, objects: u64, extra: &[Stri
         }
         frames.reverse();
         lines.push((frames, value[i]));
+    }
+    // top-level frames below the threshold: one frame for all of them, so that the widths add up to the total
+    if value[0] > 0 {
+        lines.push((
+            vec!["(frames below the minimum width)".to_string()],
+            value[0],
+        ));
     }
     lines.sort_by(|a, b| a.0.cmp(&b.0));
     Stacks {

@@ -477,10 +477,13 @@ pub fn iframe_refs<S: Sink>(ctx: &Ctx, f: u64, out: &mut S) {
     ] {
         if some(off) {
             let p = ctx.ptr(f + off);
-            // a module-level frame's locals are its globals: say so once
-            if name != "f_locals" || p != globals {
-                out.add(p, Label::Field(name));
-            }
+            // a module-level frame's locals are its globals: a real reference, but no owner of them
+            let name = if name == "f_locals" && p == globals {
+                "f_locals=f_globals"
+            } else {
+                name
+            };
+            out.add(p, Label::Field(name));
         }
     }
     let base = f + o.if_localsplus;
@@ -737,9 +740,14 @@ fn frame_refs<S: Sink>(ctx: &Ctx, f: u64, out: &mut S) {
     let globals = ctx.ptr(f + 48);
     out.add(globals, Label::Field("f_globals"));
     let locals = ctx.ptr(f + o.f_locals);
-    if locals != globals {
-        out.add(locals, Label::Field("f_locals"));
-    }
+    out.add(
+        locals,
+        Label::Field(if locals == globals {
+            "f_locals=f_globals"
+        } else {
+            "f_locals"
+        }),
+    );
     let tuple_len = |t: u64| {
         if t == 0 {
             0

@@ -278,3 +278,107 @@ mod tests {
         assert_eq!(retained(&idom, &[0, 10, 5, 7], 0), vec![22, 15, 5, 7]);
     }
 }
+
+#[cfg(test)]
+mod bigger {
+    use super::*;
+
+    /// Cooper, Harvey and Kennedy's iterative algorithm, as an independent reference for larger graphs.
+    fn chk(n: usize, adj: &[Vec<u32>], root: u32) -> Vec<u32> {
+        let mut order = vec![];
+        let mut seen = vec![false; n];
+        let mut stack = vec![(root, 0usize)];
+        seen[root as usize] = true;
+        while let Some(&mut (v, ref mut i)) = stack.last_mut() {
+            if *i < adj[v as usize].len() {
+                let w = adj[v as usize][*i];
+                *i += 1;
+                if !seen[w as usize] {
+                    seen[w as usize] = true;
+                    stack.push((w, 0));
+                }
+            } else {
+                order.push(v);
+                stack.pop();
+            }
+        }
+        order.reverse();
+        let mut rpo = vec![usize::MAX; n];
+        for (i, &v) in order.iter().enumerate() {
+            rpo[v as usize] = i;
+        }
+        let mut preds = vec![vec![]; n];
+        for v in 0..n {
+            if seen[v] {
+                for &w in &adj[v] {
+                    preds[w as usize].push(v as u32);
+                }
+            }
+        }
+        let mut idom = vec![u32::MAX; n];
+        idom[root as usize] = root;
+        let mut changed = true;
+        while changed {
+            changed = false;
+            for &v in order.iter().skip(1) {
+                let mut new = u32::MAX;
+                for &p in &preds[v as usize] {
+                    if idom[p as usize] == u32::MAX {
+                        continue;
+                    }
+                    new = if new == u32::MAX {
+                        p
+                    } else {
+                        let (mut a, mut b) = (p, new);
+                        while a != b {
+                            while rpo[a as usize] > rpo[b as usize] {
+                                a = idom[a as usize];
+                            }
+                            while rpo[b as usize] > rpo[a as usize] {
+                                b = idom[b as usize];
+                            }
+                        }
+                        a
+                    };
+                }
+                if idom[v as usize] != new {
+                    idom[v as usize] = new;
+                    changed = true;
+                }
+            }
+        }
+        idom[root as usize] = u32::MAX;
+        idom
+    }
+
+    #[test]
+    fn matches_iterative_algorithm_on_larger_graphs() {
+        let mut seed = 0x2545f4914f6cdd1du64;
+        let mut rnd = |m: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % m
+        };
+        for case in 0..40 {
+            let n = 100 + rnd(3000) as usize;
+            let mut adj = vec![vec![]; n];
+            // a spanning chain of sorts plus random edges, some of them "heap-like" fan-outs
+            for v in 1..n {
+                let p = rnd(v as u64) as u32;
+                adj[p as usize].push(v as u32);
+            }
+            for _ in 0..n * 2 {
+                let a = rnd(n as u64) as usize;
+                let b = rnd(n as u64) as u32;
+                adj[a].push(b);
+            }
+            let got = dominators(n, 0, |v, f| {
+                for &w in &adj[v as usize] {
+                    f(w)
+                }
+            });
+            assert_eq!(got, chk(n, &adj, 0), "case {case}");
+        }
+    }
+}

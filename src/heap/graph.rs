@@ -281,7 +281,7 @@ fn edges_chunk(ctx: &Ctx, index: &NodeIndex, addrs: &[u64], n_tracked: isize) ->
 }
 
 /// Thread names from `threading._active` ({ident: Thread}), by ident.
-fn thread_names(ctx: &Ctx) -> FxHashMap<u64, String> {
+fn thread_names(ctx: &Ctx) -> FxHashMap<u64, (String, Option<u64>)> {
     let mut out = FxHashMap::default();
     let Some(mo) = ctx.off("interp.modules") else {
         return out;
@@ -321,13 +321,33 @@ fn thread_names(ctx: &Ctx) -> FxHashMap<u64, String> {
             let mut scratch = vec![];
             refs(ctx, th, &ti, &mut attrs, &mut scratch);
         }
-        for (v, l) in attrs {
-            if let Label::Attr(n) = l
-                && read_str(ctx, n).as_deref() == Some("_name")
-                && let Some(name) = read_str(ctx, v)
-            {
-                out.insert(ident, name);
+        // attributes live in inline values (3.11+) or in the instance's __dict__
+        let mut pairs: Vec<(u64, u64)> = attrs
+            .iter()
+            .filter_map(|&(v, l)| {
+                if let Label::Attr(n) = l {
+                    Some((n, v))
+                } else {
+                    None
+                }
+            })
+            .collect();
+        for &(d, l) in &attrs {
+            if l == Label::Field("__dict__") {
+                dict_items(ctx, d, &mut pairs);
             }
+        }
+        let mut name = None;
+        let mut native = None;
+        for (k, v) in pairs {
+            match read_str(ctx, k).as_deref() {
+                Some("_name") => name = read_str(ctx, v),
+                Some("_native_id") => native = int_value(ctx, v),
+                _ => {}
+            }
+        }
+        if let Some(n) = name {
+            out.insert(ident, (n, native));
         }
     }
     out
@@ -411,7 +431,11 @@ pub fn build<'a>(ctx: &'a Ctx<'a>) -> Result<Graph<'a>, HeapError> {
                 .off("ts.native_thread_id")
                 .map(|o| ctx.ptr(ts + o))
                 .unwrap_or(0);
-            let label = match (names.get(&ident), tid) {
+            let (name, native) = match names.get(&ident) {
+                Some((n, nid)) => (Some(n.clone()), nid.unwrap_or(tid)),
+                None => (None, tid),
+            };
+            let label = match (name, native) {
                 (Some(n), 0) => format!("thread {n}"),
                 (Some(n), t) => format!("thread {n} (tid {t})"),
                 (None, 0) => format!("thread {ident:#x}"),
@@ -697,7 +721,10 @@ pub fn build<'a>(ctx: &'a Ctx<'a>) -> Result<Graph<'a>, HeapError> {
     let mut indeg = vec![0u32; n];
     for v in 0..n as u32 {
         for (t, l) in g.succ(v) {
-            if !matches!(l, Label::Field("internal")) || !g.is_virtual(v) {
+            // the interned tables (<= 3.11) and borrowed frame fields hold no reference count
+            if (!matches!(l, Label::Field("internal")) || !g.is_virtual(v))
+                && !l.is_borrowed(ctx.minor)
+            {
                 indeg[t as usize] = indeg[t as usize].saturating_add(1);
             }
         }

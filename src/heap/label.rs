@@ -40,6 +40,7 @@ impl Label {
                 | Label::Field(
                     "f_globals"
                         | "f_builtins"
+                        | "f_locals=f_globals"
                         | "f_code"
                         | "f_func"
                         | "func_globals"
@@ -47,6 +48,13 @@ impl Label {
                         | "__module__"
                 )
         )
+    }
+}
+
+impl Label {
+    /// References that hold no reference count: an interpreter frame (3.11+) only borrows its globals and builtins.
+    pub fn is_borrowed(&self, minor: u8) -> bool {
+        minor >= 11 && matches!(self, Label::Field("f_globals" | "f_builtins"))
     }
 }
 
