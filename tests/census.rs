@@ -18,12 +18,44 @@ const EXACT_UNTRACKED: [&str; 3] = ["float", "bytes", "bytearray"];
 const REPORTED: [&str; 4] = ["str", "int", "tuple", "dict"];
 
 fn census_test(test: &str, id: &str) {
+    census_test_with(test, id, &[]);
+}
+
+/// Thread states of a process from /proc (`S`, `R`, `t` = stopped by a tracer, `T` = stopped by a signal, ...).
+fn thread_states(pid: i32) -> Vec<char> {
+    let mut v = vec![];
+    if let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for e in rd.flatten() {
+            if let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) {
+                // "tid (comm) S ...": the state follows the last ')'
+                if let Some(st) = stat
+                    .rsplit(')')
+                    .next()
+                    .and_then(|r| r.trim_start().chars().next())
+                {
+                    v.push(st);
+                }
+            }
+        }
+    }
+    v
+}
+
+fn census_test_with(test: &str, id: &str, extra: &[&str]) {
     let Some(interp) = interp_or_skip(test, id) else {
         return;
     };
     let (fx, truth) = Fixture::census(&interp).unwrap_or_else(|e| panic!("{test}: {e}"));
     let pid = fx.pid.to_string();
-    let run = run_pymemspy(&["summary", "--pid", &pid, "--format", "json"]);
+    let mut args = vec!["summary", "--pid", &pid, "--format", "json"];
+    args.extend_from_slice(extra);
+    let run = run_pymemspy(&args);
+    // the target must be running again: no thread left in a tracing stop (t) or stopped (T)
+    let states = thread_states(fx.pid);
+    assert!(
+        !states.is_empty() && states.iter().all(|&c| c != 't' && c != 'T'),
+        "{test}: after pymemspy exited, the target's threads are in states {states:?}"
+    );
     assert_no_panic(&run, test);
     assert!(
         run.status.success(),
@@ -256,6 +288,17 @@ fn py311() {
 #[test]
 fn py312() {
     census_test("py312", "py312");
+}
+
+/// `--nonblocking` reads the target without stopping it; on an idle target the result is just as exact.
+#[test]
+fn py312_nonblocking() {
+    census_test_with("py312_nonblocking", "py312", &["--nonblocking"]);
+}
+
+#[test]
+fn sid_py315_nonblocking() {
+    census_test_with("sid_py315_nonblocking", "sid_py315", &["--nonblocking"]);
 }
 
 #[test]

@@ -209,3 +209,37 @@ fn permission_denied() {
     }
     drop(fx);
 }
+
+/// Debug builds (Py_DEBUG) change the object header: refused by name. Debian's python3.X-dbg packages install
+/// such an interpreter (`python3.14d`) in the sid root.
+#[test]
+fn debug_build_refused() {
+    let test = "debug_build_refused";
+    let Some(base) = interp_or_skip(test, "sid_py314") else {
+        return;
+    };
+    let Launch::Chroot(root) = &base.launch else {
+        return;
+    };
+    if !root.join("usr/bin/python3.14d").exists() {
+        skip(
+            test,
+            "sid_py314",
+            "python3.14d (python3.14-dbg) is not installed in the sid root",
+        );
+        return;
+    }
+    let interp = Interp {
+        id: "sid_py314d".into(),
+        python: PathBuf::from("/usr/bin/python3.14d"),
+        launch: base.launch.clone(),
+    };
+    let (fx, _truth) = Fixture::census(&interp).unwrap_or_else(|e| panic!("{test}: {e}"));
+    let pid = fx.pid.to_string();
+    let run = run_pymemspy(&["summary", "--pid", &pid]);
+    assert_clean_error(
+        &run,
+        "summary on a debug build",
+        &[&pid, "debug build", "3.14"],
+    );
+}
