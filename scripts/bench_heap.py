@@ -6,13 +6,18 @@ Builds the heap, runs gc.collect() (which untracks atomic-only tuples and dicts,
 then prints one JSON line to stdout:
 
     {"ready": true, "pid": ..., "python": "3.11.7", "n": N, "built": ..., "per_unit": 8, "gc_tracked": ...,
-     "rss": ..., "build_s": ...}
+     "rss": ..., "build_s": ..., "tracemalloc": null}
+
+("tracemalloc" is null unless the interpreter was started tracing, `-X tracemalloc=N` or PYTHONTRACEMALLOC=N;
+then it is {"frames": N, "memory": tracemalloc.get_tracemalloc_memory(), "traced": traced bytes now,
+"peak": peak traced bytes}: what tracemalloc reports for its own tables (their entries and buckets, not the
+trace_t each entry points to nor malloc overhead), and what it traces.)
 
 and then reads commands from stdin, one per line, answering each with one JSON line:
 
     census [REPS]   time `collections.Counter(type(o).__name__ for o in gc.get_objects())` REPS times (default 3)
                     with time.perf_counter(); answers {"census_s": median, "runs": [...], "gc_objects": ...}
-    rss             answers {"rss": VmRSS bytes, "gc_tracked": len(gc.get_objects())}
+    rss             answers {"rss": VmRSS bytes, "gc_tracked": len(gc.get_objects()), "tracemalloc": as above}
 
 It exits on EOF (so a killed driver never leaves it behind). Works on CPython 3.8 and later.
 
@@ -82,6 +87,20 @@ def rss():
     return None
 
 
+def tracemalloc_info():
+    """tracemalloc's own numbers when the interpreter was started tracing, else None. Uses the built-in
+    _tracemalloc module, and only when tracing was asked for, so that an untraced heap stays exactly as it was
+    (importing the `tracemalloc` package would add modules and objects of its own)."""
+    if "tracemalloc" not in sys._xoptions and not os.environ.get("PYTHONTRACEMALLOC"):
+        return None
+    import _tracemalloc
+    if not _tracemalloc.is_tracing():
+        return None
+    traced, peak = _tracemalloc.get_traced_memory()
+    return {"frames": _tracemalloc.get_traceback_limit(), "memory": _tracemalloc.get_tracemalloc_memory(),
+            "traced": traced, "peak": peak}
+
+
 def census():
     return collections.Counter(type(o).__name__ for o in gc.get_objects())
 
@@ -119,6 +138,7 @@ def main():
         "gc_tracked": len(gc.get_objects()),
         "rss": rss(),
         "build_s": round(build_s, 3),
+        "tracemalloc": tracemalloc_info(),
     }
     print(json.dumps(ready), flush=True)
     for line in sys.stdin:
@@ -128,7 +148,7 @@ def main():
         if words[0] == "census":
             answer = timed_census(int(words[1]) if len(words) > 1 else 3)
         elif words[0] == "rss":
-            answer = {"rss": rss(), "gc_tracked": len(gc.get_objects())}
+            answer = {"rss": rss(), "gc_tracked": len(gc.get_objects()), "tracemalloc": tracemalloc_info()}
         else:
             answer = {"error": "unknown command %r" % words[0]}
         print(json.dumps(answer), flush=True)

@@ -166,6 +166,7 @@ pub enum SummaryBy {
 
 /// The target's tracemalloc traces joined to its objects, or a one-sentence error naming the remedy.
 fn traces_for(g: &graph::Graph, _pid: i32, minor: u8) -> Result<(Traces, Join), HeapError> {
+    let t0 = std::time::Instant::now();
     let t = tracemalloc::read(g.ctx()).map_err(|e| match e {
         TraceError::NotTracing => HeapError::Other(format!(
             "tracemalloc is not tracing in it: start the program with PYTHONTRACEMALLOC=10 or -X tracemalloc=10{}",
@@ -174,7 +175,14 @@ fn traces_for(g: &graph::Graph, _pid: i32, minor: u8) -> Result<(Traces, Join), 
         e @ TraceError::Corrupt { .. } => HeapError::from(e),
         other => HeapError::Other(format!("cannot read its tracemalloc tables: {other}")),
     })?;
+    log::info!(
+        "tracemalloc tables: {} blocks in {:?}",
+        t.blocks.len(),
+        t0.elapsed()
+    );
+    let t0 = std::time::Instant::now();
     let mut j = join(g, &t);
+    log::info!("join: {:?}", t0.elapsed());
     j.set_source_root(std::path::PathBuf::from(format!("/proc/{_pid}/root")));
     Ok((t, j))
 }
@@ -204,7 +212,9 @@ pub fn run(cli: Cli) -> Result<()> {
         } => {
             let pid = attach.pid;
             let ((sites, cov), meta) = snapshot::with_heap(pid, &attach.options(), |ctx| {
+                let t0 = std::time::Instant::now();
                 let g = graph::build(ctx)?;
+                log::info!("graph: {} nodes in {:?}", g.len(), t0.elapsed());
                 let (t, j) = traces_for(&g, pid, ctx.minor)?;
                 let traced: u64 = t.blocks.iter().map(|b| b.size).sum();
                 let cov = serde_json::json!({

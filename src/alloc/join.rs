@@ -3,7 +3,7 @@
 
 use super::tracemalloc::{Frame, Traces};
 use crate::heap::ctx::flags;
-use crate::heap::graph::{Graph, STATIC};
+use crate::heap::graph::{Graph, NodeIndex, STATIC};
 use crate::heap::types::Kind;
 use rustc_hash::FxHashMap;
 
@@ -50,11 +50,15 @@ pub fn join(g: &Graph, t: &Traces) -> Join {
     let ctx = g.ctx();
     let o = &ctx.o;
     let minor = ctx.minor;
-    // block start -> first block index (a pointer may be traced in several domains: all of them)
-    let mut by_ptr: FxHashMap<u64, Vec<u32>> = FxHashMap::default();
-    by_ptr.reserve(t.blocks.len());
+    // block start -> first block index (a dense array per snapshot region: blocks are 16-byte aligned), further
+    // blocks at the same pointer (other domains) chained in `same`
+    let mut first = NodeIndex::new(ctx.mem.regions().len());
+    let mut same = vec![u32::MAX; t.blocks.len()];
     for (i, b) in t.blocks.iter().enumerate() {
-        by_ptr.entry(b.ptr).or_default().push(i as u32);
+        if let Some(prev) = first.get(ctx, b.ptr) {
+            same[i] = prev;
+        }
+        first.insert(ctx, b.ptr, i as u32);
     }
     let mut owner = vec![Owner::None; t.blocks.len()];
     let mut j = Join {
@@ -71,17 +75,17 @@ pub fn join(g: &Graph, t: &Traces) -> Join {
         if p == 0 {
             return false;
         }
-        match by_ptr.get(&p) {
-            Some(v) => {
-                for &i in v {
-                    if owner[i as usize] == Owner::None {
-                        owner[i as usize] = who;
-                    }
-                }
-                true
+        let Some(i) = first.get(ctx, p) else {
+            return false;
+        };
+        let mut i = i;
+        while i != u32::MAX {
+            if owner[i as usize] == Owner::None {
+                owner[i as usize] = who;
             }
-            None => false,
+            i = same[i as usize];
         }
+        true
     };
     for v in g.first_object..g.len() as u32 {
         if g.flags[v as usize] & STATIC != 0 {

@@ -18,31 +18,57 @@ fn owner_type(g: &Graph, o: Owner) -> String {
     }
 }
 
+/// Type key of a block's owner (`u32::MAX`: no object), for aggregating without building strings per block.
+fn owner_key(g: &Graph, o: Owner) -> u32 {
+    match o {
+        Owner::Object(v) | Owner::Buffer(v) => g.ty[v as usize],
+        Owner::None => u32::MAX,
+    }
+}
+
+/// A representative node of each type key (to render its label once).
+fn key_names(g: &Graph, j: &Join, keys: impl Iterator<Item = u32>) -> FxHashMap<u32, String> {
+    let mut want: FxHashMap<u32, String> = keys.map(|k| (k, String::new())).collect();
+    for o in &j.owner {
+        if let Owner::Object(v) | Owner::Buffer(v) = *o {
+            let k = g.ty[v as usize];
+            if let Some(s) = want.get_mut(&k)
+                && s.is_empty()
+            {
+                *s = owner_type(g, *o);
+            }
+        }
+    }
+    want.insert(u32::MAX, NOT_AN_OBJECT.into());
+    want
+}
+
 /// Stacks: the traceback (outermost call first), then the type of the object the block belongs to; traced bytes.
 pub fn by_alloc(g: &Graph, t: &Traces, j: &Join) -> Stacks {
-    let mut tb_text: Vec<Option<Vec<String>>> = vec![None; t.tracebacks.len()];
-    let mut agg: FxHashMap<(u32, String), u64> = FxHashMap::default();
+    let mut agg: FxHashMap<(u32, u32), u64> = FxHashMap::default();
     let mut total = 0;
     for (i, b) in t.blocks.iter().enumerate() {
-        let leaf = owner_type(g, j.owner[i]);
-        *agg.entry((b.traceback, leaf)).or_default() += b.size;
+        *agg.entry((b.traceback, owner_key(g, j.owner[i])))
+            .or_default() += b.size;
         total += b.size;
     }
+    let names = key_names(g, j, agg.keys().map(|k| k.1));
+    let mut tb_text: FxHashMap<u32, Vec<String>> = FxHashMap::default();
     let mut lines = vec![];
-    for ((tb, leaf), bytes) in agg {
-        let frames = tb_text[tb as usize]
-            .get_or_insert_with(|| {
+    for ((tb, key), bytes) in agg {
+        let mut frames = tb_text
+            .entry(tb)
+            .or_insert_with(|| {
                 t.tracebacks[tb as usize]
                     .iter()
                     .map(|f| sanitize(&j.frame_text(f)))
                     .collect()
             })
             .clone();
-        let mut frames = frames;
         if frames.is_empty() {
             frames.push("<unknown>".into());
         }
-        frames.push(sanitize(&leaf));
+        frames.push(sanitize(&names[&key]));
         lines.push((frames, bytes));
     }
     lines.sort();
@@ -63,28 +89,36 @@ pub struct Site {
     pub types: Vec<(String, u64, u64)>,
 }
 
-/// Per site: bytes, blocks, and per type (blocks, bytes).
-type SiteAcc = (u64, u64, FxHashMap<String, (u64, u64)>);
-
 /// Allocation sites by traced bytes, heaviest first.
 pub fn sites(g: &Graph, t: &Traces, j: &Join) -> Vec<Site> {
-    let mut by_site: FxHashMap<String, SiteAcc> = FxHashMap::default();
-    let mut inner: Vec<Option<String>> = vec![None; t.tracebacks.len()];
+    // (traceback, owner type) -> (blocks, bytes), then tracebacks -> their innermost frame's text
+    let mut agg: FxHashMap<(u32, u32), (u64, u64)> = FxHashMap::default();
     for (i, b) in t.blocks.iter().enumerate() {
-        let site = inner[b.traceback as usize]
-            .get_or_insert_with(|| {
-                t.tracebacks[b.traceback as usize]
+        let e = agg
+            .entry((b.traceback, owner_key(g, j.owner[i])))
+            .or_default();
+        e.0 += 1;
+        e.1 += b.size;
+    }
+    let names = key_names(g, j, agg.keys().map(|k| k.1));
+    let mut inner: FxHashMap<u32, String> = FxHashMap::default();
+    let mut by_site: FxHashMap<String, SiteAcc> = FxHashMap::default();
+    for ((tb, key), (n, bytes)) in agg {
+        let site = inner
+            .entry(tb)
+            .or_insert_with(|| {
+                t.tracebacks[tb as usize]
                     .last()
                     .map(|f| j.frame_text(f))
                     .unwrap_or_else(|| "<unknown>".into())
             })
             .clone();
         let e = by_site.entry(site).or_default();
-        e.0 += b.size;
-        e.1 += 1;
-        let te = e.2.entry(owner_type(g, j.owner[i])).or_default();
-        te.0 += 1;
-        te.1 += b.size;
+        e.0 += bytes;
+        e.1 += n;
+        let te = e.2.entry(names[&key].clone()).or_default();
+        te.0 += n;
+        te.1 += bytes;
     }
     let mut out: Vec<Site> = by_site
         .into_iter()
@@ -103,6 +137,9 @@ pub fn sites(g: &Graph, t: &Traces, j: &Join) -> Vec<Site> {
     out.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(a.site.cmp(&b.site)));
     out
 }
+
+/// Per site: bytes, blocks, and per type (blocks, bytes).
+type SiteAcc = (u64, u64, FxHashMap<String, (u64, u64)>);
 
 /// The innermost allocation site of each object node that owns a traced block (index into the returned names).
 pub fn object_sites(g: &Graph, t: &Traces, j: &Join) -> (Vec<u32>, Vec<String>) {

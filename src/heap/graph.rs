@@ -140,13 +140,13 @@ fn short(s: &str) -> &str {
 
 /// Address -> node index: a dense array per snapshot region for 16-byte aligned addresses (almost every heap
 /// object), allocated lazily and zero-filled by the kernel on first touch; a hash map for the rest.
-struct NodeIndex {
+pub(crate) struct NodeIndex {
     dense: Vec<Vec<u32>>,
     sparse: FxHashMap<u64, u32>,
 }
 
 impl NodeIndex {
-    fn new(regions: usize) -> NodeIndex {
+    pub(crate) fn new(regions: usize) -> NodeIndex {
         NodeIndex {
             dense: vec![Vec::new(); regions],
             sparse: FxHashMap::default(),
@@ -154,7 +154,7 @@ impl NodeIndex {
     }
     /// Stored value + 1 (0 = absent) for dense slots.
     #[inline]
-    fn get(&self, ctx: &Ctx, p: u64) -> Option<u32> {
+    pub(crate) fn get(&self, ctx: &Ctx, p: u64) -> Option<u32> {
         if p & 15 == 0 {
             let (r, off) = ctx.mem.locate(p)?;
             let v = *self.dense[r].get(off / 16)?;
@@ -163,7 +163,7 @@ impl NodeIndex {
         self.sparse.get(&p).copied()
     }
     #[inline]
-    fn insert(&mut self, ctx: &Ctx, p: u64, i: u32) {
+    pub(crate) fn insert(&mut self, ctx: &Ctx, p: u64, i: u32) {
         if p & 15 == 0
             && let Some((r, off)) = ctx.mem.locate(p)
         {
