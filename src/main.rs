@@ -11,6 +11,11 @@ fn main() {
     // kernel detaches ptrace and the target resumes by itself.)
     let _ = ctrlc::set_handler(|| {
         pymemspy::target::INTERRUPTED.store(true, Ordering::SeqCst);
+        if !pymemspy::target::PAUSED.load(Ordering::SeqCst) {
+            // the target is running: nothing to undo, and output files are only ever renamed into place whole
+            eprintln!("pymemspy: error: interrupted");
+            std::process::exit(130);
+        }
     });
     let cli = cli::Cli::parse();
     if let Err(e) = cli::run(cli) {

@@ -20,6 +20,10 @@ use std::time::{Duration, Instant};
 /// Set by the Ctrl-C handler; long operations check it and stop cleanly (the target is always resumed).
 pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
+/// True while the target is stopped: Ctrl-C then waits for the copy to finish and resume it; otherwise the
+/// process may exit at once (it holds nothing of the target's).
+pub static PAUSED: AtomicBool = AtomicBool::new(false);
+
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {
     #[error("no process with pid {0}")]
@@ -404,6 +408,14 @@ fn capture(t: &Target, nonblocking: bool, stop_timeout: Duration) -> Result<Capt
         return Err(TargetError::Interrupted(pid));
     }
     let t0 = Instant::now();
+    PAUSED.store(true, Ordering::SeqCst);
+    struct Unpaused;
+    impl Drop for Unpaused {
+        fn drop(&mut self) {
+            PAUSED.store(false, Ordering::SeqCst);
+        }
+    }
+    let _unpaused = Unpaused;
     let pause = if nonblocking {
         None
     } else {
