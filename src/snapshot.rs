@@ -76,7 +76,6 @@ pub fn known_addresses(t: &Target, cap: &Capture) -> Known {
     let py = &t.python;
     let mut k = Known {
         type_type: py.symbol("PyType_Type").unwrap_or(0),
-        object_type: py.symbol("PyBaseObject_Type").unwrap_or(0),
         none: py.symbol("_Py_NoneStruct").unwrap_or(0),
         str_type: py.symbol("PyUnicode_Type").unwrap_or(0),
         ..Default::default()

@@ -3,7 +3,9 @@
 
 use super::tracemalloc::{Frame, Traces};
 use crate::heap::ctx::flags;
+use crate::heap::decode::values_array;
 use crate::heap::graph::{Graph, NodeIndex, STATIC};
+use crate::heap::size::preheader;
 use crate::heap::types::Kind;
 use rustc_hash::FxHashMap;
 
@@ -31,19 +33,6 @@ pub struct Join {
     /// where the target's files are (its `/proc/PID/root`), to read sources for function boundaries
     source_root: Option<std::path::PathBuf>,
     sources: std::cell::RefCell<FxHashMap<String, Option<Vec<String>>>>,
-}
-
-/// Pre-header in front of an object: GC head and the 3.11+ managed dict / 3.12+ managed weakref words.
-fn preheader(minor: u8, f: u64) -> u64 {
-    let mut h = if f & flags::HAVE_GC != 0 { 16 } else { 0 };
-    if minor >= 12 {
-        if f & (flags::MANAGED_DICT | flags::MANAGED_WEAKREF) != 0 {
-            h += 16;
-        }
-    } else if minor >= 11 && f & flags::MANAGED_DICT != 0 {
-        h += 16;
-    }
-    h
 }
 
 pub fn join(g: &Graph, t: &Traces) -> Join {
@@ -142,18 +131,7 @@ pub fn join(g: &Graph, t: &Traces) -> Join {
                 }
             }
             Kind::Code => {
-                let fname = ctx
-                    .off("code.co_filename")
-                    .and_then(|x| crate::heap::decode::read_str(ctx, ctx.ptr(a + x)));
-                let name = ctx
-                    .off("code.co_qualname")
-                    .or(ctx.off("code.co_name"))
-                    .and_then(|x| crate::heap::decode::read_str(ctx, ctx.ptr(a + x)));
-                let line = ctx
-                    .off("code.co_firstlineno")
-                    .and_then(|x| ctx.mem.i32(a + x))
-                    .unwrap_or(0);
-                if let (Some(fname), Some(name)) = (fname, name) {
+                if let (Some(fname), Some(name), line) = crate::heap::decode::code_info(ctx, a) {
                     j.functions
                         .entry(fname)
                         .or_default()
@@ -164,12 +142,7 @@ pub fn join(g: &Graph, t: &Traces) -> Join {
         }
         // 3.11/3.12 instance values arrays
         if (11..13).contains(&minor) && f & flags::MANAGED_DICT != 0 {
-            let values = if minor == 12 {
-                let w = ctx.ptr(a.wrapping_sub(24));
-                if w & 1 == 1 { w.wrapping_add(1) } else { 0 }
-            } else {
-                ctx.ptr(a.wrapping_sub(32))
-            };
+            let values = values_array(ctx, a);
             if values != 0 {
                 let prefix = ctx.mem.u8(values.wrapping_sub(1)).unwrap_or(0) as u64;
                 claim(values.wrapping_sub(prefix), buf, &mut owner);

@@ -19,7 +19,6 @@ pub mod flags {
 #[derive(Debug, Default, Clone)]
 pub struct Known {
     pub type_type: u64,
-    pub object_type: u64,
     pub set_dummy: u64,
     pub str_type: u64,
     pub none: u64,

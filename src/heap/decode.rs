@@ -401,6 +401,20 @@ pub fn read_str(ctx: &Ctx, s: u64) -> Option<String> {
     })
 }
 
+/// A code object's file name, (qualified) name and first line.
+pub fn code_info(ctx: &Ctx, code: u64) -> (Option<String>, Option<String>, i32) {
+    let field = |label: &str| {
+        ctx.off(label)
+            .and_then(|off| read_str(ctx, ctx.ptr(code + off)))
+    };
+    let name = field("code.co_qualname").or_else(|| field("code.co_name"));
+    let line = ctx
+        .off("code.co_firstlineno")
+        .and_then(|off| ctx.mem.i32(code + off))
+        .unwrap_or(0);
+    (field("code.co_filename"), name, line)
+}
+
 /// Decode a `_PyStackRef` (3.14+) or a plain pointer; 0 if it is not an object pointer.
 #[inline]
 pub fn stackref(ctx: &Ctx, bits: u64) -> u64 {
@@ -722,6 +736,44 @@ fn type_refs<S: Sink>(ctx: &Ctx, t: u64, out: &mut S, _items: &mut Vec<(u64, u64
     }
 }
 
+/// Locals, cells and free variables of a <= 3.10 frame object (`f_localsplus`), named when the sink wants labels.
+pub fn frame_object_locals<S: Sink>(ctx: &Ctx, f: u64, code: u64, out: &mut S) {
+    let o = &ctx.o;
+    let tuple_len = |t: u64| {
+        if t == 0 {
+            0
+        } else {
+            ctx.mem.i64(t + 16).unwrap_or(0).clamp(0, 1 << 16) as u64
+        }
+    };
+    let nlocals = ctx
+        .mem
+        .i32(code + o.co_nlocals)
+        .unwrap_or(0)
+        .clamp(0, 1 << 16) as u64;
+    let n = nlocals
+        + tuple_len(ctx.ptr(code + o.co_cellvars))
+        + tuple_len(ctx.ptr(code + o.co_freevars));
+    let base = f + o.f_localsplus;
+    if S::LABELS {
+        let names = local_names(ctx, code, n);
+        for i in 0..n {
+            let p = ctx.ptr(base + 8 * i);
+            if p != 0 {
+                out.add(
+                    p,
+                    names
+                        .get(i as usize)
+                        .map(|&n| Label::Local(n))
+                        .unwrap_or(Label::None),
+                );
+            }
+        }
+    } else {
+        push_ptrs(ctx, base, n, Label::None, out);
+    }
+}
+
 fn frame_refs<S: Sink>(ctx: &Ctx, f: u64, out: &mut S) {
     let o = &ctx.o;
     out.add(ctx.ptr(f + o.f_back), Label::Field("f_back"));
@@ -748,39 +800,7 @@ fn frame_refs<S: Sink>(ctx: &Ctx, f: u64, out: &mut S) {
             "f_locals"
         }),
     );
-    let tuple_len = |t: u64| {
-        if t == 0 {
-            0
-        } else {
-            ctx.mem.i64(t + 16).unwrap_or(0).clamp(0, 1 << 16) as u64
-        }
-    };
-    let nlocals = ctx
-        .mem
-        .i32(code + o.co_nlocals)
-        .unwrap_or(0)
-        .clamp(0, 1 << 16) as u64;
-    let ncells = tuple_len(ctx.ptr(code + o.co_cellvars));
-    let nfree = tuple_len(ctx.ptr(code + o.co_freevars));
-    let base = f + o.f_localsplus;
-    let nl = nlocals + ncells + nfree;
-    if S::LABELS {
-        let names = local_names(ctx, code, nl);
-        for i in 0..nl {
-            let p = ctx.ptr(base + 8 * i);
-            if p != 0 {
-                out.add(
-                    p,
-                    names
-                        .get(i as usize)
-                        .map(|&n| Label::Local(n))
-                        .unwrap_or(Label::None),
-                );
-            }
-        }
-    } else {
-        push_ptrs(ctx, base, nl, Label::None, out);
-    }
+    frame_object_locals(ctx, f, code, out);
     let vs = ctx.ptr(f + o.f_valuestack);
     let depth = if some(o.f_stackdepth) {
         ctx.mem
@@ -796,6 +816,17 @@ fn frame_refs<S: Sink>(ctx: &Ctx, f: u64, out: &mut S) {
         }
     };
     push_ptrs(ctx, vs, depth, Label::Field("value stack"), out);
+}
+
+/// The values array of a 3.11/3.12 managed-dict instance whose `__dict__` is not materialised (0 if none):
+/// 3.11 keeps a pointer at `obj-32`, 3.12 a tagged word at `obj-24` (bit 0 set: values - 1).
+pub fn values_array(ctx: &Ctx, a: u64) -> u64 {
+    if ctx.at_least(12) {
+        let w = ctx.ptr(a.wrapping_sub(24));
+        if w & 1 == 1 { w.wrapping_add(1) } else { 0 }
+    } else {
+        ctx.ptr(a.wrapping_sub(32))
+    }
 }
 
 /// `__dict__`, inline/split values and `__slots__` of an instance of a heap type.

@@ -51,8 +51,7 @@ pub fn dominators_csr(n: usize, root: u32, off: &[u64], to: &[u32]) -> Vec<u32> 
     let m = vertex.len();
     // predecessors (in DFS numbers) of reachable nodes, as CSR
     let mut pcount = vec![0u32; m + 1];
-    for (vi, &v) in vertex.iter().enumerate() {
-        let _ = vi;
+    for &v in &vertex {
         for &w in &to[off[v as usize] as usize..off[v as usize + 1] as usize] {
             let dw = dfnum[w as usize];
             if dw != NONE {
@@ -152,7 +151,6 @@ pub fn dominators_csr(n: usize, root: u32, off: &[u64], to: &[u32]) -> Vec<u32> 
 
 /// Retained size of every node: its own size plus that of everything it dominates.
 pub fn retained(idom: &[u32], own: &[u64], root: u32) -> Vec<u64> {
-    let n = idom.len();
     let mut r = own.to_vec();
     // children lists, then a post-order accumulation
     let order = preorder(idom, root);
@@ -162,7 +160,6 @@ pub fn retained(idom: &[u32], own: &[u64], root: u32) -> Vec<u64> {
             r[d as usize] += r[v as usize];
         }
     }
-    let _ = n;
     r
 }
 

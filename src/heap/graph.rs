@@ -4,10 +4,12 @@
 use super::HeapError;
 use super::census::{Census, TypeTally};
 use super::ctx::Ctx;
-use super::decode::{self, Label, dict_items, iframe_refs, local_names, read_str, refs, stackref};
+use super::decode::{
+    self, Label, dict_items, frame_object_locals, iframe_refs, read_str, refs, stackref,
+};
 use super::gc::gc_objects;
 use super::label::Packed;
-use super::roots::{iframes, interpreters, thread_frame, threads};
+use super::roots::{interpreters, thread_frames, thread_state_refs, threads};
 use super::size::{footprint, getsizeof};
 use super::types::{Kind, Types};
 use super::walk::{Part, Visit, Visited, traverse};
@@ -374,22 +376,10 @@ fn int_value(ctx: &Ctx, p: u64) -> Option<u64> {
 
 /// "qualname (file.py:LINE)" for a code object.
 fn code_label(ctx: &Ctx, code: u64) -> String {
-    let o = &ctx.o;
-    let name = ctx
-        .off("code.co_qualname")
-        .or(ctx.off("code.co_name"))
-        .and_then(|off| read_str(ctx, ctx.ptr(code + off)));
-    let file = ctx
-        .off("code.co_filename")
-        .and_then(|off| read_str(ctx, ctx.ptr(code + off)));
-    let line = ctx
-        .off("code.co_firstlineno")
-        .and_then(|off| ctx.mem.i32(code + off))
-        .unwrap_or(0);
-    let _ = o;
+    let (file, name, line) = decode::code_info(ctx, code);
     let file = file.unwrap_or_default();
-    let base = file.rsplit('/').next().unwrap_or(&file).to_string();
-    format!("{} ({}:{})", name.unwrap_or_else(|| "?".into()), base, line)
+    let base = file.rsplit('/').next().unwrap_or(&file);
+    format!("{} ({base}:{line})", name.unwrap_or_else(|| "?".into()))
 }
 
 /// Build the graph: objects, labelled references, virtual roots; then native referrers and unreachable cycles.
@@ -420,7 +410,6 @@ pub fn build<'a>(ctx: &'a Ctx<'a>) -> Result<Graph<'a>, HeapError> {
     }
     // threads
     let names = thread_names(ctx);
-    let mut thread_vs = vec![];
     for interp in interpreters(ctx) {
         for ts in threads(ctx, interp) {
             let ident = ctx
@@ -443,48 +432,9 @@ pub fn build<'a>(ctx: &'a Ctx<'a>) -> Result<Graph<'a>, HeapError> {
             };
             let tv = new_v(label, &mut vname, &mut vaddr_edges, &mut vvirt_edges);
             vvirt_edges[0].push((tv, Label::Text(tv)));
-            thread_vs.push(tv);
-            let mut tr: Vec<(u64, Label)> = vec![];
-            for l in ["ts.dict", "ts.async_exc", "ts.current_exception"] {
-                if let Some(o) = ctx.off(l) {
-                    tr.push((
-                        ctx.ptr(ts + o),
-                        Label::Field(if l == "ts.dict" {
-                            "thread-local data"
-                        } else {
-                            "exception"
-                        }),
-                    ));
-                }
-            }
-            if let Some(es) = ctx.off("ts.exc_state") {
-                let n = if ctx.at_least(11) { 1 } else { 3 };
-                let base = ts
-                    + es
-                    + if ctx.at_least(11) {
-                        ctx.off("errstack.exc_value").unwrap_or(0)
-                    } else {
-                        0
-                    };
-                for i in 0..n {
-                    tr.push((ctx.ptr(base + 8 * i), Label::Field("handled exception")));
-                }
-            }
-            vaddr_edges[tv as usize].extend(tr);
+            thread_state_refs(ctx, ts, &mut vaddr_edges[tv as usize]);
             // frames, outermost first, each a virtual node holding its locals
-            let f = thread_frame(ctx, ts);
-            let frames: Vec<u64> = if ctx.at_least(11) {
-                iframes(ctx, f)
-            } else {
-                let mut v = vec![];
-                let back = ctx.off("frameobj.f_back").unwrap_or(24);
-                let mut x = f;
-                while x != 0 && v.len() < 100_000 {
-                    v.push(x);
-                    x = ctx.ptr(x + back);
-                }
-                v
-            };
+            let frames = thread_frames(ctx, ts);
             let mut parent = tv;
             for &fr in frames.iter().rev() {
                 let mut e: Vec<(u64, Label)> = vec![];
@@ -495,29 +445,7 @@ pub fn build<'a>(ctx: &'a Ctx<'a>) -> Result<Graph<'a>, HeapError> {
                 } else {
                     code = ctx.ptr(fr + ctx.o.f_code);
                     e.push((fr, Label::Field("frame")));
-                    let nl = {
-                        let o = &ctx.o;
-                        let tl = |t: u64| {
-                            if t == 0 {
-                                0
-                            } else {
-                                ctx.mem.i64(t + 16).unwrap_or(0).clamp(0, 1 << 16) as u64
-                            }
-                        };
-                        ctx.mem
-                            .i32(code + o.co_nlocals)
-                            .unwrap_or(0)
-                            .clamp(0, 1 << 16) as u64
-                            + tl(ctx.ptr(code + o.co_cellvars))
-                            + tl(ctx.ptr(code + o.co_freevars))
-                    };
-                    let names = local_names(ctx, code, nl);
-                    for i in 0..nl {
-                        let p = ctx.ptr(fr + ctx.o.f_localsplus + 8 * i);
-                        if let Some(&n) = names.get(i as usize) {
-                            e.push((p, Label::Local(n)));
-                        }
-                    }
+                    frame_object_locals(ctx, fr, code, &mut e);
                 }
                 // skip C-stack shims (no code object, or None)
                 if code == 0 || code == ctx.known.none {
@@ -790,6 +718,5 @@ pub fn build<'a>(ctx: &'a Ctx<'a>) -> Result<Graph<'a>, HeapError> {
         g.census.types.push(t);
     }
     g.census.sort();
-    let _ = decode::Offs::new;
     Ok(g)
 }

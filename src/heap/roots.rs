@@ -3,6 +3,7 @@
 
 use super::ctx::Ctx;
 use super::decode::{dict_items, iframe_refs};
+use super::label::{Label, Sink};
 
 /// Every interpreter state (the main one first).
 pub fn interpreters(ctx: &Ctx) -> Vec<u64> {
@@ -170,27 +171,53 @@ fn hashtable_keys(ctx: &Ctx, ht: u64, out: &mut Vec<u64>) {
     }
 }
 
-/// What one thread keeps alive: its frames and their locals, exceptions, and `threading.local` storage.
-pub fn thread_roots(ctx: &Ctx, ts: u64, out: &mut Vec<u64>) {
-    for l in ["ts.dict", "ts.async_exc", "ts.current_exception"] {
+/// What a thread state itself holds: `threading.local` storage, the exception being raised (<= 3.11
+/// `curexc_*`, 3.12+ `current_exception`), the exception being handled, a pending async exception.
+pub fn thread_state_refs<S: Sink>(ctx: &Ctx, ts: u64, out: &mut S) {
+    if let Some(o) = ctx.off("ts.dict") {
+        out.add(ctx.ptr(ts + o), Label::Field("thread-local data"));
+    }
+    for l in ["ts.async_exc", "ts.current_exception"] {
         if let Some(o) = ctx.off(l) {
-            out.push(ctx.ptr(ts + o));
+            out.add(ctx.ptr(ts + o), Label::Field("exception"));
         }
     }
     if let Some(o) = ctx.off("ts.curexc_type") {
         for i in 0..3 {
-            out.push(ctx.ptr(ts + o + 8 * i));
+            out.add(ctx.ptr(ts + o + 8 * i), Label::Field("exception"));
         }
     }
     if let Some(es) = ctx.off("ts.exc_state") {
-        if ctx.at_least(11) {
-            out.push(ctx.ptr(ts + es + ctx.off("errstack.exc_value").unwrap_or(0)));
+        let (base, n) = if ctx.at_least(11) {
+            (ts + es + ctx.off("errstack.exc_value").unwrap_or(0), 1)
         } else {
-            for i in 0..3 {
-                out.push(ctx.ptr(ts + es + 8 * i));
-            }
+            (ts + es, 3)
+        };
+        for i in 0..n {
+            out.add(ctx.ptr(base + 8 * i), Label::Field("handled exception"));
         }
     }
+}
+
+/// A thread's Python frames, innermost first: interpreter frames (3.11+) or frame objects (<= 3.10).
+pub fn thread_frames(ctx: &Ctx, ts: u64) -> Vec<u64> {
+    let f = thread_frame(ctx, ts);
+    if ctx.at_least(11) {
+        return iframes(ctx, f);
+    }
+    let back = ctx.off("frameobj.f_back").unwrap_or(24);
+    let mut v = vec![];
+    let mut x = f;
+    while x != 0 && v.len() < 100_000 {
+        v.push(x);
+        x = ctx.ptr(x + back);
+    }
+    v
+}
+
+/// What one thread keeps alive: its frames and their locals, exceptions, and `threading.local` storage.
+pub fn thread_roots(ctx: &Ctx, ts: u64, out: &mut Vec<u64>) {
+    thread_state_refs(ctx, ts, out);
     let f = thread_frame(ctx, ts);
     if !ctx.at_least(11) {
         out.push(f); // a frame object: the walker follows f_back

@@ -7,12 +7,25 @@ use super::types::{Kind, TypeInfo};
 
 /// The GC header and pre-header that `sys.getsizeof` adds to `__sizeof__`.
 pub fn header(ctx: &Ctx, ti: &TypeInfo) -> u64 {
-    let mut h = if ti.is_gc() { 16 } else { 0 };
-    if ctx.at_least(12) {
-        if ti.flags & (flags::MANAGED_DICT | flags::MANAGED_WEAKREF) != 0 {
-            h += 16;
-        }
-    } else if ctx.at_least(11) && ti.flags & flags::MANAGED_DICT != 0 {
+    preheader(ctx.minor, ti.flags)
+}
+
+/// Bytes in front of an object of a type with these flags: the GC head, and the 3.11 managed-dict / 3.12+
+/// managed-dict-or-weakref words. Its allocation starts at `address - preheader`.
+pub fn preheader(minor: u8, tp_flags: u64) -> u64 {
+    let mut h = if tp_flags & flags::HAVE_GC != 0 {
+        16
+    } else {
+        0
+    };
+    let managed = if minor >= 12 {
+        flags::MANAGED_DICT | flags::MANAGED_WEAKREF
+    } else if minor == 11 {
+        flags::MANAGED_DICT
+    } else {
+        0
+    };
+    if tp_flags & managed != 0 {
         h += 16;
     }
     h
@@ -203,12 +216,7 @@ pub fn footprint(ctx: &Ctx, a: u64, ti: &TypeInfo, getsizeof: u64) -> u64 {
                 return getsizeof + ((cap + 7) & !7) + (cap + 1) * 8;
             }
         } else {
-            let values = if ctx.at_least(12) {
-                let w = ctx.ptr(a.wrapping_sub(24));
-                if w & 1 == 1 { w.wrapping_add(1) } else { 0 }
-            } else {
-                ctx.ptr(a.wrapping_sub(32))
-            };
+            let values = super::decode::values_array(ctx, a);
             if values != 0 {
                 let prefix = m.u8(values.wrapping_sub(1)).unwrap_or(0) as u64;
                 let keys = ctx.ptr(ti.addr + ctx.ht_cached_keys);
