@@ -119,21 +119,10 @@ fn start_traced(interp: &Interp) -> Result<(Fixture, AllocTruth), String> {
         Path::new(ALLOC_FIXTURE),
         &["traced"],
     );
-    let mut f = Fixture::start(
+    let (f, truth): (Fixture, AllocTruth) = start_with_truth(
         cmd,
         &format!("alloc_cli fixture (traced) under {}", interp.describe()),
     )?;
-    let Some(json) = f.lines.iter().rev().find(|l| l.starts_with('{')).cloned() else {
-        return Err(format!(
-            "{} printed no JSON line: {:?}\n{}",
-            f.what,
-            f.lines,
-            f.stderr_text()
-        ));
-    };
-    let truth: AllocTruth = serde_json::from_str(&json)
-        .map_err(|e| format!("{} printed unparsable ground truth: {e}\n{json}", f.what))?;
-    f.pid = truth.pid;
     Ok((f, truth))
 }
 

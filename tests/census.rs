@@ -21,26 +21,6 @@ fn census_test(test: &str, id: &str) {
     census_test_with(test, id, &[]);
 }
 
-/// Thread states of a process from /proc (`S`, `R`, `t` = stopped by a tracer, `T` = stopped by a signal, ...).
-fn thread_states(pid: i32) -> Vec<char> {
-    let mut v = vec![];
-    if let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/task")) {
-        for e in rd.flatten() {
-            if let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) {
-                // "tid (comm) S ...": the state follows the last ')'
-                if let Some(st) = stat
-                    .rsplit(')')
-                    .next()
-                    .and_then(|r| r.trim_start().chars().next())
-                {
-                    v.push(st);
-                }
-            }
-        }
-    }
-    v
-}
-
 fn census_test_with(test: &str, id: &str, extra: &[&str]) {
     let Some(interp) = interp_or_skip(test, id) else {
         return;

@@ -8,24 +8,6 @@ use pymemspy::target::pause::Pause;
 use std::process::Command;
 use std::time::Duration;
 
-fn states(pid: i32) -> Vec<char> {
-    let mut v = vec![];
-    for e in std::fs::read_dir(format!("/proc/{pid}/task"))
-        .unwrap()
-        .flatten()
-    {
-        if let Ok(stat) = std::fs::read_to_string(e.path().join("stat"))
-            && let Some(st) = stat
-                .rsplit(')')
-                .next()
-                .and_then(|r| r.trim_start().chars().next())
-        {
-            v.push(st);
-        }
-    }
-    v
-}
-
 const THREADS: &str = "import threading, time, sys\n\
 evs = [threading.Event() for _ in range(4)]\n\
 for e in evs: threading.Thread(target=e.wait, daemon=True).start()\n\
@@ -49,14 +31,14 @@ fn stop_all_threads_then_resume() {
     let pid = fx.pid;
     let p = Pause::stop_all(pid, Duration::from_secs(2)).expect("stop");
     assert_eq!(p.thread_count(), 5, "all 5 threads seized");
-    let st = states(pid);
+    let st = thread_states(pid);
     assert!(
         st.iter().all(|&c| c == 't'),
         "every thread in a tracing stop while paused: {st:?}"
     );
     drop(p);
     std::thread::sleep(Duration::from_millis(50));
-    let st = states(pid);
+    let st = thread_states(pid);
     assert!(
         st.iter().all(|&c| c != 't' && c != 'T'),
         "every thread resumed: {st:?}"
@@ -68,7 +50,7 @@ fn stop_all_threads_then_resume() {
     });
     assert!(r.is_err());
     std::thread::sleep(Duration::from_millis(50));
-    let st = states(pid);
+    let st = thread_states(pid);
     assert!(
         st.iter().all(|&c| c != 't' && c != 'T'),
         "resumed after a panic: {st:?}"

@@ -30,7 +30,6 @@ pub const RETAINED_FIXTURE: &str =
 /// What tests/fixtures/retained.py prints.
 #[derive(Debug, Clone, Deserialize)]
 struct RetainedTruth {
-    pid: i32,
     python_version: String,
     leak_bytes: u64,
     leak_objects: u64,
@@ -46,27 +45,16 @@ struct RetainedTruth {
 /// Start the retained fixture under `interp` and parse its ground truth; the fixture must pass its self-check.
 fn start_fixture(interp: &Interp) -> Result<(Fixture, RetainedTruth), String> {
     let cmd = python_command(interp, Path::new(RETAINED_FIXTURE), &[]);
-    let mut f = Fixture::start(
+    let (f, truth): (Fixture, RetainedTruth) = start_with_truth(
         cmd,
         &format!("retained fixture under {}", interp.describe()),
     )?;
-    let Some(json) = f.lines.iter().rev().find(|l| l.starts_with('{')).cloned() else {
-        return Err(format!(
-            "{} printed no JSON line: {:?}\n{}",
-            f.what,
-            f.lines,
-            f.stderr_text()
-        ));
-    };
-    let truth: RetainedTruth = serde_json::from_str(&json)
-        .map_err(|e| format!("{} printed unparsable ground truth: {e}\n{json}", f.what))?;
     if truth.selfcheck != "ok" {
         return Err(format!(
-            "{} failed its self-check: {}\n{json}",
+            "{} failed its self-check: {}",
             f.what, truth.selfcheck
         ));
     }
-    f.pid = truth.pid;
     Ok((f, truth))
 }
 

@@ -51,7 +51,6 @@ struct Tracked {
 /// What tests/fixtures/traced.py prints.
 #[derive(Debug, Clone, Deserialize)]
 struct TracedTruth {
-    pid: i32,
     python_version: String,
     filename: String,
     lines: BTreeMap<String, u32>,
@@ -75,18 +74,8 @@ fn start_fixture(interp: &Interp) -> Result<(Fixture, TracedTruth), String> {
         Path::new(TRACED_FIXTURE),
         &[],
     );
-    let mut f = Fixture::start(cmd, &format!("traced fixture under {}", interp.describe()))?;
-    let Some(json) = f.lines.iter().rev().find(|l| l.starts_with('{')).cloned() else {
-        return Err(format!(
-            "{} printed no JSON line: {:?}\n{}",
-            f.what,
-            f.lines,
-            f.stderr_text()
-        ));
-    };
-    let truth: TracedTruth = serde_json::from_str(&json)
-        .map_err(|e| format!("{} printed unparsable ground truth: {e}\n{json}", f.what))?;
-    f.pid = truth.pid;
+    let (f, truth): (Fixture, TracedTruth) =
+        start_with_truth(cmd, &format!("traced fixture under {}", interp.describe()))?;
     Ok((f, truth))
 }
 

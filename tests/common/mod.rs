@@ -536,6 +536,51 @@ pub const BLOCKER_SCRIPT: &str = "import os, sys; sys.stdout.write('VERSION %d.%
                                   sys.stdout.flush(); os.read(0, 1)";
 
 /// Start `python -c BLOCKER_SCRIPT` and wait for READY.
+/// Start a fixture that prints its ground truth as one JSON line before READY, and parse it. A `pid` field in
+/// it (the fixture's own pid: inside a chroot the spawned command is a wrapper) becomes the fixture's pid.
+pub fn start_with_truth<T: serde::de::DeserializeOwned>(
+    cmd: Command,
+    what: &str,
+) -> Result<(Fixture, T), String> {
+    let mut f = Fixture::start(cmd, what)?;
+    let Some(json) = f.lines.iter().rev().find(|l| l.starts_with('{')).cloned() else {
+        return Err(format!(
+            "{} printed no JSON line: {:?}\n{}",
+            f.what,
+            f.lines,
+            f.stderr_text()
+        ));
+    };
+    let value: serde_json::Value = serde_json::from_str(&json)
+        .map_err(|e| format!("{} printed unparsable ground truth: {e}\n{json}", f.what))?;
+    if let Some(pid) = value.get("pid").and_then(|p| p.as_i64()) {
+        f.pid = pid as i32;
+    }
+    let truth = serde_json::from_value(value)
+        .map_err(|e| format!("{} printed unparsable ground truth: {e}\n{json}", f.what))?;
+    Ok((f, truth))
+}
+
+/// States of a process's threads from /proc (`S`, `R`, `t` = stopped by a tracer, `T` = stopped by a signal).
+pub fn thread_states(pid: i32) -> Vec<char> {
+    let mut v = vec![];
+    if let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for e in rd.flatten() {
+            if let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) {
+                // "tid (comm) S ...": the state follows the last ')'
+                if let Some(st) = stat
+                    .rsplit(')')
+                    .next()
+                    .and_then(|r| r.trim_start().chars().next())
+                {
+                    v.push(st);
+                }
+            }
+        }
+    }
+    v
+}
+
 pub fn blocker(python: &Path) -> Result<Fixture, String> {
     let mut c = Command::new(python);
     c.arg("-c").arg(BLOCKER_SCRIPT);
