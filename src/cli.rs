@@ -313,6 +313,16 @@ pub fn run(cli: Cli) -> Result<()> {
                     }
                 };
                 log::info!("stacks: {} lines in {:?}", s.lines.len(), t.elapsed());
+                let t = std::time::Instant::now();
+                drop(d);
+                drop(g);
+                log::debug!("freed the graph in {:?}", t.elapsed());
+                let (fresh, reused) = pymemspy::memory::huge::stats();
+                log::debug!(
+                    "big blocks: {} MiB fresh, {} MiB reused",
+                    fresh >> 20,
+                    reused >> 20
+                );
                 Ok(s)
             })?;
             let when =

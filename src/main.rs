@@ -5,6 +5,9 @@ mod cli;
 use clap::Parser;
 use std::sync::atomic::Ordering;
 
+#[global_allocator]
+static ALLOC: pymemspy::memory::huge::HugePages = pymemspy::memory::huge::HugePages;
+
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     // Ctrl-C: finish or abandon the current step, resume the target, exit. (If pymemspy is killed outright the

@@ -80,7 +80,7 @@ pub fn join(g: &Graph, t: &Traces) -> Join {
         if g.flags[v as usize] & STATIC != 0 {
             continue;
         }
-        let key = g.ty[v as usize] as usize;
+        let key = g.ty(v) as usize;
         let a = g.addr[v as usize];
         let f = g.type_flags[key];
         j.total_objects += 1;

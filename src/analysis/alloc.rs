@@ -21,7 +21,7 @@ fn owner_type(g: &Graph, o: Owner) -> String {
 /// Type key of a block's owner (`u32::MAX`: no object), for aggregating without building strings per block.
 fn owner_key(g: &Graph, o: Owner) -> u32 {
     match o {
-        Owner::Object(v) | Owner::Buffer(v) => g.ty[v as usize],
+        Owner::Object(v) | Owner::Buffer(v) => g.ty(v),
         Owner::None => u32::MAX,
     }
 }
@@ -31,7 +31,7 @@ fn key_names(g: &Graph, j: &Join, keys: impl Iterator<Item = u32>) -> FxHashMap<
     let mut want: FxHashMap<u32, String> = keys.map(|k| (k, String::new())).collect();
     for o in &j.owner {
         if let Owner::Object(v) | Owner::Buffer(v) = *o {
-            let k = g.ty[v as usize];
+            let k = g.ty(v);
             if let Some(s) = want.get_mut(&k)
                 && s.is_empty()
             {

@@ -36,7 +36,13 @@ struct Trie {
     run: Vec<u32>,
     depth: Vec<u32>,
     map: FxHashMap<(u32, Key), u32>,
+    /// the last children looked up under each node: siblings repeat (a list's items, an object's attributes),
+    /// and this spares hashing a key per object
+    recent: Vec<[(Key, u32); RECENT]>,
 }
+
+const RECENT: usize = 4;
+const NO_KEY: (Key, u32) = ((None, u32::MAX, true), u32::MAX);
 
 impl Trie {
     fn new() -> Trie {
@@ -48,10 +54,17 @@ impl Trie {
             run: vec![1],
             depth: vec![0],
             map: FxHashMap::default(),
+            recent: vec![[NO_KEY; RECENT]],
         }
     }
     fn child(&mut self, parent: u32, key: Key) -> u32 {
+        let recent = &mut self.recent[parent as usize];
+        if let Some(&(_, c)) = recent.iter().find(|r| r.0 == key && r.1 != u32::MAX) {
+            return c;
+        }
         if let Some(&c) = self.map.get(&(parent, key)) {
+            recent.rotate_right(1);
+            recent[0] = (key, c);
             return c;
         }
         let c = self.key.len() as u32;
@@ -61,7 +74,11 @@ impl Trie {
         self.count.push(0);
         self.run.push(1);
         self.depth.push(self.depth[parent as usize] + 1);
+        self.recent.push([NO_KEY; RECENT]);
         self.map.insert((parent, key), c);
+        let recent = &mut self.recent[parent as usize];
+        recent.rotate_right(1);
+        recent[0] = (key, c);
         c
     }
 }
@@ -101,7 +118,7 @@ fn key_of(g: &Graph, d: &DomTree, v: u32) -> Key {
     if g.is_virtual(v) {
         return (Some(Label::Text(v)), u32::MAX, true);
     }
-    let mut l = d.label[v as usize];
+    let mut l = d.label(v);
     if d.idom[v as usize] == 0 && l.is_none() {
         // dominated by no single root: reachable from several
         l = Some(Label::Field("shared"));
@@ -110,7 +127,7 @@ fn key_of(g: &Graph, d: &DomTree, v: u32) -> Key {
         // values of an object's __dict__ are its attributes
         Some(Label::StrKey(k)) => {
             let p = d.idom[v as usize];
-            if p != u32::MAX && d.label[p as usize] == Some(Label::Field("__dict__")) {
+            if p != u32::MAX && d.label(p) == Some(Label::Field("__dict__")) {
                 l = Some(Label::Attr(k));
             }
         }
@@ -118,14 +135,14 @@ fn key_of(g: &Graph, d: &DomTree, v: u32) -> Key {
         Some(Label::OtherKey(_)) => l = Some(Label::OtherKey(0)),
         _ => {}
     }
-    (l, g.ty[v as usize], false)
+    (l, g.ty(v), false)
 }
 
 /// A `__dict__` is shown as part of its owner: its bytes go to the owner's frame, its items below the owner.
 fn elided(g: &Graph, d: &DomTree, v: u32) -> bool {
     !g.is_virtual(v)
-        && d.label[v as usize] == Some(Label::Field("__dict__"))
-        && g.type_kinds[g.ty[v as usize] as usize] == crate::heap::types::Kind::Dict
+        && d.label(v) == Some(Label::Field("__dict__"))
+        && g.type_kinds[g.ty(v) as usize] == crate::heap::types::Kind::Dict
 }
 
 /// Type key of frames that show an entry of `extra` (allocation sites) instead of a type.
@@ -163,11 +180,10 @@ fn frame_text(g: &Graph, key: &Key, extra: &[String]) -> String {
 
 /// Stacks by retaining path: every object's own size at its dominator-tree path.
 pub fn by_path(g: &Graph, d: &DomTree, opts: &FlameOptions) -> Stacks {
-    let order = crate::heap::dominators::preorder(&d.idom, 0);
     let mut trie = Trie::new();
     let mut at = vec![0u32; g.len()];
     let mut objects = 0;
-    for &v in &order {
+    for &v in &d.order {
         if v == 0 {
             continue;
         }
@@ -187,7 +203,7 @@ pub fn by_path(g: &Graph, d: &DomTree, opts: &FlameOptions) -> Stacks {
             trie.child(pt, key)
         };
         at[v as usize] = t;
-        trie.bytes[t as usize] += d.own[v as usize];
+        trie.bytes[t as usize] += d.own(g, v);
         if !g.is_virtual(v) && g.flags[v as usize] & crate::heap::graph::STATIC == 0 {
             trie.count[t as usize] += 1;
             objects += 1;
@@ -208,11 +224,11 @@ pub fn by_type(
     let mut objects = 0;
     let depth = opts.max_depth.min(12);
     for v in g.first_object..g.len() as u32 {
-        let own = d.own[v as usize];
+        let own = d.own(g, v);
         if d.idom[v as usize] == u32::MAX || own == 0 {
             continue;
         }
-        let mut t = trie.child(0, (None, g.ty[v as usize], false));
+        let mut t = trie.child(0, (None, g.ty(v), false));
         if let Some((site_of, _)) = sites {
             let site = site_of[v as usize];
             let k = if site == u32::MAX {

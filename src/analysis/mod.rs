@@ -5,9 +5,9 @@ pub mod alloc;
 pub mod flame;
 pub mod paths;
 
-use crate::heap::dominators::{dominators_csr, retained};
-use crate::heap::graph::Graph;
-use crate::heap::label::Label;
+use crate::heap::dominators::semi_nca;
+use crate::heap::graph::{Graph, NONE};
+use crate::heap::label::{Label, Packed};
 
 /// Which size an object contributes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,13 +16,15 @@ pub enum SizeModel {
     Getsizeof,
 }
 
-/// The dominator tree of a graph, with retained sizes and the label of each node's edge from its dominator.
+/// The dominator tree of a graph, with the label of each node's edge from its dominator.
 pub struct DomTree {
+    /// immediate dominator by node (NONE for the root and nodes not reached)
     pub idom: Vec<u32>,
-    pub own: Vec<u64>,
-    pub retained: Vec<u64>,
-    /// label of an edge idom(v) -> v, if one exists
-    pub label: Vec<Option<Label>>,
+    /// nodes with every dominator before the nodes it dominates (depth-first preorder)
+    pub order: Vec<u32>,
+    /// label of an edge idom(v) -> v by node, `Packed::ABSENT` if there is none
+    label: Vec<Packed>,
+    model: SizeModel,
 }
 
 impl DomTree {
@@ -30,62 +32,73 @@ impl DomTree {
     pub fn empty() -> DomTree {
         DomTree {
             idom: vec![],
-            own: vec![],
-            retained: vec![],
+            order: vec![],
             label: vec![],
+            model: SizeModel::Footprint,
         }
+    }
+
+    /// The size object `v` contributes.
+    #[inline]
+    pub fn own(&self, g: &Graph, v: u32) -> u64 {
+        match self.model {
+            SizeModel::Footprint => g.footprint[v as usize],
+            SizeModel::Getsizeof => g.size[v as usize],
+        }
+    }
+
+    /// The label of an edge from `v`'s immediate dominator to `v`, if there is one.
+    #[inline]
+    pub fn label(&self, v: u32) -> Option<Label> {
+        let p = self.label[v as usize];
+        (!p.is_absent()).then(|| p.unpack())
+    }
+
+    /// Retained size of every node: its own size plus that of everything it dominates.
+    pub fn retained(&self, g: &Graph) -> Vec<u64> {
+        let mut r: Vec<u64> = (0..g.len() as u32).map(|v| self.own(g, v)).collect();
+        for &v in self.order.iter().rev() {
+            let d = self.idom[v as usize];
+            if d != NONE {
+                r[d as usize] += r[v as usize];
+            }
+        }
+        r
     }
 
     pub fn new(g: &Graph, model: SizeModel) -> DomTree {
         let n = g.len();
-        // nodes reachable without context edges (class, globals, builtins); context edges count only towards
-        // nodes reachable in no other way
-        let mut strong = vec![false; n];
-        let mut stack = vec![0u32];
-        strong[0] = true;
-        while let Some(v) = stack.pop() {
-            for (t, l) in g.succ(v) {
-                if !l.is_context() && !strong[t as usize] {
-                    strong[t as usize] = true;
-                    stack.push(t);
+        // context edges (class, globals, builtins) count only towards nodes reachable in no other way
+        let d = semi_nca(n, 0, |v, out: &mut Vec<(u32, Packed)>| {
+            g.for_each_succ(v, |t, l| {
+                if !l.is_context() || g.context_only(t) {
+                    out.push((t, l));
+                }
+            })
+        });
+        let t0 = std::time::Instant::now();
+        // the label of an edge from the dominator: the first that says more than "key" or "unknown field"
+        let mut label = vec![Packed::ABSENT; n];
+        for (w, &v) in d.vertex.iter().enumerate().skip(1) {
+            let mut best = Packed::ABSENT;
+            for l in d.idom_edges(w) {
+                if best.is_absent() {
+                    best = l;
+                }
+                if !matches!(l.unpack(), Label::None | Label::DictKey) {
+                    best = l;
+                    break;
                 }
             }
+            label[v as usize] = best;
         }
-        let mut off: Vec<u64> = Vec::with_capacity(n + 1);
-        let mut to: Vec<u32> = Vec::with_capacity(g.edge_count());
-        off.push(0);
-        for v in 0..n as u32 {
-            for (t, l) in g.succ(v) {
-                if !l.is_context() || !strong[t as usize] {
-                    to.push(t);
-                }
-            }
-            off.push(to.len() as u64);
-        }
-        drop(strong);
-        let idom = dominators_csr(n, 0, &off, &to);
-        drop((off, to));
-        let own: Vec<u64> = match model {
-            SizeModel::Footprint => g.footprint.clone(),
-            SizeModel::Getsizeof => g.size.clone(),
-        };
-        let ret = retained(&idom, &own, 0);
-        let mut label = vec![None; n];
-        for v in 0..n as u32 {
-            for (t, l) in g.succ(v) {
-                let slot = &mut label[t as usize];
-                if idom[t as usize] == v
-                    && (slot.is_none() || matches!(slot, Some(Label::None | Label::DictKey)))
-                {
-                    *slot = Some(l);
-                }
-            }
-        }
+        log::debug!("dominators: labels {:?}", t0.elapsed());
+        let idom = d.idom_by_node(n);
         DomTree {
             idom,
-            own,
-            retained: ret,
+            order: d.vertex,
             label,
+            model,
         }
     }
 }

@@ -21,7 +21,7 @@ pub fn shortest_paths(g: &Graph, target: &Target, limit: usize) -> Vec<Vec<Strin
         match target {
             Target::Address(a) => g.addr[v as usize] == *a,
             Target::Type(t) => {
-                let (m, name) = &g.type_names[g.ty[v as usize] as usize];
+                let (m, name) = &g.type_names[g.ty(v) as usize];
                 name == t || format!("{m}.{name}") == *t
             }
         }

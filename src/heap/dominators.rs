@@ -1,152 +1,201 @@
-//! Dominator tree (Lengauer–Tarjan, with path compression) and retained sizes.
+//! Dominator tree (semi-NCA: Lengauer–Tarjan semidominators with path compression, then nearest common
+//! ancestors) and retained sizes.
+
+const NONE: u32 = u32::MAX;
 
 /// Immediate dominators of every node reachable from `root`; `NONE` for unreachable nodes and for the root.
 /// `succ(v, f)` calls `f` for every successor of `v`.
 pub fn dominators(n: usize, root: u32, succ: impl Fn(u32, &mut dyn FnMut(u32))) -> Vec<u32> {
-    let mut off = Vec::with_capacity(n + 1);
-    let mut to = Vec::new();
-    off.push(0u64);
-    for v in 0..n as u32 {
-        succ(v, &mut |w| to.push(w));
-        off.push(to.len() as u64);
-    }
-    dominators_csr(n, root, &off, &to)
+    let d = semi_nca(n, root, |v, out: &mut Vec<(u32, ())>| {
+        succ(v, &mut |w| out.push((w, ())))
+    });
+    d.idom_by_node(n)
 }
 
 /// The same over a graph in compressed sparse rows: successors of `v` are `to[off[v]..off[v+1]]`.
 pub fn dominators_csr(n: usize, root: u32, off: &[u64], to: &[u32]) -> Vec<u32> {
-    const NONE: u32 = u32::MAX;
-    // iterative depth-first numbering
-    let mut dfnum = vec![NONE; n];
+    let d = semi_nca(n, root, |v, out: &mut Vec<(u32, ())>| {
+        out.extend(
+            to[off[v as usize] as usize..off[v as usize + 1] as usize]
+                .iter()
+                .map(|&w| (w, ())),
+        )
+    });
+    d.idom_by_node(n)
+}
+
+/// A dominator tree in depth-first preorder, with what each edge into a node carried (`P`, an edge label).
+pub struct Dom<P> {
+    /// preorder number -> node
+    pub vertex: Vec<u32>,
+    /// by preorder number: the preorder number of the immediate dominator (NONE for the root)
+    pub idom: Vec<u32>,
+    /// by preorder number: the preorder number of the depth-first parent (NONE for the root)
+    pub parent: Vec<u32>,
+    /// by preorder number: what the tree edge parent -> node carried
+    pub tree: Vec<P>,
+    /// the other edges into each node, by preorder number: `pred_src[pred_off[w]..pred_off[w + 1]]` (preorder
+    /// numbers of their sources) and what they carried
+    pub pred_off: Vec<u32>,
+    pub pred_src: Vec<u32>,
+    pub pred_payload: Vec<P>,
+}
+
+impl<P: Copy> Dom<P> {
+    /// Immediate dominator of every node (NONE for the root and unreachable nodes).
+    pub fn idom_by_node(&self, n: usize) -> Vec<u32> {
+        let mut out = vec![NONE; n];
+        for (w, &v) in self.vertex.iter().enumerate().skip(1) {
+            out[v as usize] = self.vertex[self.idom[w] as usize];
+        }
+        out
+    }
+
+    /// What the edges from node `w`'s immediate dominator to `w` carried (preorder numbers), tree edge first.
+    pub fn idom_edges(&self, w: usize) -> impl Iterator<Item = P> + '_ {
+        let d = self.idom[w];
+        let tree = (self.parent[w] == d).then(|| self.tree[w]);
+        let (s, e) = (self.pred_off[w] as usize, self.pred_off[w + 1] as usize);
+        tree.into_iter().chain(
+            self.pred_src[s..e]
+                .iter()
+                .zip(&self.pred_payload[s..e])
+                .filter(move |&(&src, _)| src == d)
+                .map(|(_, &p)| p),
+        )
+    }
+}
+
+/// Semi-NCA over the graph that `succ(v, out)` describes (it appends `v`'s successors and what each edge carries).
+/// One iterative depth-first search numbers the nodes and keeps every non-tree edge; most heap objects have a
+/// single referrer (their tree edge), so the semidominator pass evaluates paths only for the others.
+pub fn semi_nca<P: Copy + Default>(
+    n: usize,
+    root: u32,
+    mut succ: impl FnMut(u32, &mut Vec<(u32, P)>),
+) -> Dom<P> {
+    // depth-first search: successors are pushed in reverse so they are entered in order; a node already numbered
+    // when its edge is considered makes that edge a non-tree edge
+    let t0 = std::time::Instant::now();
+    let mut pre = vec![NONE; n];
     let mut vertex: Vec<u32> = Vec::with_capacity(n);
-    let mut par: Vec<u32> = Vec::with_capacity(n); // parent's DFS number, by DFS number
-    let mut stack: Vec<(u32, u64)> = vec![(root, off[root as usize])];
-    dfnum[root as usize] = 0;
-    vertex.push(root);
-    par.push(NONE);
-    while let Some(top) = stack.last_mut() {
-        let (v, ref mut e) = *top;
-        let end = off[v as usize + 1];
-        let mut next = None;
-        while *e < end {
-            let w = to[*e as usize];
-            *e += 1;
-            if dfnum[w as usize] == NONE {
-                next = Some(w);
-                break;
-            }
+    let mut parent: Vec<u32> = Vec::with_capacity(n);
+    let mut tree: Vec<P> = Vec::with_capacity(n);
+    let mut nontree: Vec<(u32, u32, P)> = vec![];
+    let mut stack: Vec<(u32, u32, P)> = vec![(root, NONE, P::default())];
+    let mut buf: Vec<(u32, P)> = vec![];
+    while let Some((w, pp, pl)) = stack.pop() {
+        let pw = pre[w as usize];
+        if pw != NONE {
+            nontree.push((pw, pp, pl));
+            continue;
         }
-        match next {
-            Some(w) => {
-                dfnum[w as usize] = vertex.len() as u32;
-                par.push(dfnum[v as usize]);
-                vertex.push(w);
-                stack.push((w, off[w as usize]));
-            }
-            None => {
-                stack.pop();
+        let i = vertex.len() as u32;
+        pre[w as usize] = i;
+        vertex.push(w);
+        parent.push(pp);
+        tree.push(pl);
+        buf.clear();
+        succ(w, &mut buf);
+        for &(x, l) in buf.iter().rev() {
+            match pre[x as usize] {
+                NONE => stack.push((x, i, l)),
+                px => nontree.push((px, i, l)),
             }
         }
     }
+    drop((pre, stack, buf));
+    log::debug!(
+        "dominators: search {:?}, {} non-tree edges",
+        t0.elapsed(),
+        nontree.len()
+    );
     let m = vertex.len();
-    // predecessors (in DFS numbers) of reachable nodes, as CSR
-    let mut pcount = vec![0u32; m + 1];
-    for &v in &vertex {
-        for &w in &to[off[v as usize] as usize..off[v as usize + 1] as usize] {
-            let dw = dfnum[w as usize];
-            if dw != NONE {
-                pcount[dw as usize + 1] += 1;
-            }
-        }
+    // non-tree edges grouped by target
+    assert!(
+        nontree.len() < u32::MAX as usize,
+        "more than 2^32 references"
+    );
+    let mut pred_off = vec![0u32; m + 1];
+    for &(t, _, _) in &nontree {
+        pred_off[t as usize + 1] += 1;
     }
-    let mut poff: Vec<u64> = Vec::with_capacity(m + 1);
-    let mut acc = 0u64;
-    for c in &pcount {
-        acc += *c as u64;
-        poff.push(acc);
+    for i in 0..m {
+        pred_off[i + 1] += pred_off[i];
     }
-    drop(pcount);
-    let mut fill: Vec<u64> = poff.clone();
-    let mut preds = vec![0u32; acc as usize];
-    for (dv, &v) in vertex.iter().enumerate() {
-        for &w in &to[off[v as usize] as usize..off[v as usize + 1] as usize] {
-            let dw = dfnum[w as usize];
-            if dw != NONE {
-                preds[fill[dw as usize] as usize] = dv as u32;
-                fill[dw as usize] += 1;
-            }
-        }
+    let mut fill = pred_off.clone();
+    let mut pred_src = vec![0u32; nontree.len()];
+    let mut pred_payload = vec![P::default(); nontree.len()];
+    for &(t, src, l) in &nontree {
+        let k = fill[t as usize] as usize;
+        pred_src[k] = src;
+        pred_payload[k] = l;
+        fill[t as usize] += 1;
     }
-    drop(fill);
+    drop((fill, nontree));
+    log::debug!("dominators: predecessors {:?}", t0.elapsed());
+    // semidominators, in reverse preorder; `label` and `ancestor` form the path-compressed forest
     let mut semi: Vec<u32> = (0..m as u32).collect();
-    let mut idom = vec![NONE; m];
-    let mut ancestor = vec![NONE; m];
     let mut label: Vec<u32> = (0..m as u32).collect();
-    let mut bucket_head = vec![NONE; m];
-    let mut bucket_next = vec![NONE; m];
-
-    fn eval(
-        v: u32,
-        ancestor: &mut [u32],
-        label: &mut [u32],
-        semi: &[u32],
-        path: &mut Vec<u32>,
-    ) -> u32 {
-        if ancestor[v as usize] == u32::MAX {
-            return v;
-        }
-        path.clear();
-        let mut u = v;
-        while ancestor[ancestor[u as usize] as usize] != u32::MAX {
-            path.push(u);
-            u = ancestor[u as usize];
-        }
-        for &x in path.iter().rev() {
-            let a = ancestor[x as usize];
-            if semi[label[a as usize] as usize] < semi[label[x as usize] as usize] {
-                label[x as usize] = label[a as usize];
-            }
-            ancestor[x as usize] = ancestor[a as usize];
-        }
-        label[v as usize]
-    }
-
+    let mut ancestor = vec![NONE; m];
     let mut path = Vec::new();
-    for w in (1..m as u32).rev() {
-        for &p in &preds[poff[w as usize] as usize..poff[w as usize + 1] as usize] {
-            let u = eval(p, &mut ancestor, &mut label, &semi, &mut path);
-            if semi[u as usize] < semi[w as usize] {
-                semi[w as usize] = semi[u as usize];
-            }
+    for w in (1..m).rev() {
+        let mut s = parent[w];
+        for &v in &pred_src[pred_off[w] as usize..pred_off[w + 1] as usize] {
+            let u = eval(v, &mut ancestor, &mut label, &semi, &mut path);
+            s = s.min(semi[u as usize]);
         }
-        let s = semi[w as usize];
-        bucket_next[w as usize] = bucket_head[s as usize];
-        bucket_head[s as usize] = w;
-        let p = par[w as usize];
-        ancestor[w as usize] = p;
-        let mut b = bucket_head[p as usize];
-        bucket_head[p as usize] = NONE;
-        while b != NONE {
-            let next = bucket_next[b as usize];
-            let u = eval(b, &mut ancestor, &mut label, &semi, &mut path);
-            idom[b as usize] = if semi[u as usize] < semi[b as usize] {
-                u
-            } else {
-                p
-            };
-            b = next;
-        }
+        semi[w] = s;
+        ancestor[w] = parent[w];
+    }
+    drop((label, ancestor, path));
+    log::debug!("dominators: semidominators {:?}", t0.elapsed());
+    // immediate dominators: the nearest ancestor of the parent at or above the semidominator (in place: `semi`
+    // below w already holds immediate dominators)
+    let mut idom = semi;
+    if m > 0 {
+        idom[0] = NONE;
     }
     for w in 1..m {
-        if idom[w] != semi[w] {
-            idom[w] = idom[idom[w] as usize];
+        let s = idom[w];
+        let mut x = parent[w];
+        while x > s {
+            x = idom[x as usize];
         }
+        idom[w] = x;
     }
-    let mut out = vec![NONE; n];
-    for w in 1..m {
-        out[vertex[w] as usize] = vertex[idom[w] as usize];
+    log::debug!("dominators: idom {:?}", t0.elapsed());
+    Dom {
+        vertex,
+        idom,
+        parent,
+        tree,
+        pred_off,
+        pred_src,
+        pred_payload,
     }
-    out
+}
+
+/// The vertex with the least semidominator on the compressed path from `v` up to its forest root.
+#[inline]
+fn eval(v: u32, ancestor: &mut [u32], label: &mut [u32], semi: &[u32], path: &mut Vec<u32>) -> u32 {
+    if ancestor[v as usize] == NONE {
+        return v;
+    }
+    path.clear();
+    let mut u = v;
+    while ancestor[ancestor[u as usize] as usize] != NONE {
+        path.push(u);
+        u = ancestor[u as usize];
+    }
+    for &x in path.iter().rev() {
+        let a = ancestor[x as usize];
+        if semi[label[a as usize] as usize] < semi[label[x as usize] as usize] {
+            label[x as usize] = label[a as usize];
+        }
+        ancestor[x as usize] = ancestor[a as usize];
+    }
+    label[v as usize]
 }
 
 /// Retained size of every node: its own size plus that of everything it dominates.

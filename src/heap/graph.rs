@@ -13,8 +13,9 @@ use super::roots::{interpreters, thread_frames, thread_state_refs, threads};
 use super::size::{footprint, getsizeof};
 use super::types::{Kind, Types};
 use super::walk::{Part, Visit, Visited, traverse};
+use crate::memory::huge::{Column, ColumnWriter};
 use rustc_hash::FxHashMap;
-use std::cell::RefCell;
+use std::sync::Mutex;
 
 pub const NONE: u32 = u32::MAX;
 
@@ -26,30 +27,36 @@ pub const VIRTUAL: u8 = 4;
 /// The object graph of one heap.
 pub struct Graph<'a> {
     ctx: &'a Ctx<'a>,
-    /// Nodes `[0, first_object)` are virtual; node 0 is the root of everything.
+    /// Nodes `[0, first_object)` are virtual; node 0 is the root of everything. Objects follow in the order the
+    /// walk found them.
     pub first_object: u32,
-    pub addr: Vec<u64>,
-    /// index into `type_names` (objects), or NONE (virtual)
-    pub ty: Vec<u32>,
-    pub size: Vec<u64>,
-    pub footprint: Vec<u64>,
-    pub flags: Vec<u8>,
+    pub addr: Column<u64>,
+    /// the node's type object, an index into `type_key` and `type_node` (NONE for virtual nodes)
+    pub tyo: Column<u32>,
+    pub size: Column<u64>,
+    pub footprint: Column<u64>,
+    pub flags: Column<u8>,
     /// virtual node names
     pub vname: Vec<String>,
-    /// outgoing edges of object nodes, CSR by (node - first_object)
-    edge_start: Vec<u64>,
+    /// outgoing edges of object nodes besides their class, CSR by node (`edge_start[v]..edge_start[v + 1]`)
+    edge_start: Column<u64>,
     edge_to: Vec<u32>,
-    edge_label: Vec<Packed>,
+    edge_label: Column<Packed>,
     /// outgoing edges of virtual nodes
     vedges: Vec<Vec<(u32, Label)>>,
+    /// per type object: its type key (index into `type_names`), and its node (the class edge of its instances)
+    pub type_key: Vec<u32>,
+    pub type_node: Vec<u32>,
     /// (module, name) per type key
     pub type_names: Vec<(String, String)>,
     /// kind of each type key (to render class/module/function names)
     pub type_kinds: Vec<Kind>,
     /// `tp_flags` of each type key
     pub type_flags: Vec<u64>,
+    /// nodes reachable from the roots only through context edges
+    context_only: Vec<bool>,
     /// names resolved on first use: (kind, address) -> text
-    names: RefCell<FxHashMap<(u8, u64), String>>,
+    names: Mutex<FxHashMap<(u8, u64), String>>,
     pub census: Census,
 }
 
@@ -70,31 +77,86 @@ impl Graph<'_> {
         self.ctx
     }
 
-    /// Number of edges (object and virtual).
+    /// Number of edges (object and virtual, classes included).
     pub fn edge_count(&self) -> usize {
-        self.edge_to.len() + self.vedges.iter().map(|e| e.len()).sum::<usize>()
+        self.edge_to.len()
+            + (self.len() - self.first_object as usize)
+            + self.vedges.iter().map(|e| e.len()).sum::<usize>()
     }
     pub fn is_virtual(&self, v: u32) -> bool {
         v < self.first_object
     }
-    /// Outgoing edges of `v`.
-    pub fn succ(&self, v: u32) -> impl Iterator<Item = (u32, Label)> + '_ {
-        let (virt, to, labels): (&[(u32, Label)], &[u32], &[Packed]) = if v < self.first_object {
-            (&self.vedges[v as usize], &[], &[])
+    /// Type key of object `v` (index into `type_names`), NONE for virtual nodes.
+    #[inline]
+    pub fn ty(&self, v: u32) -> u32 {
+        match self.tyo[v as usize] {
+            NONE => NONE,
+            t => self.type_key[t as usize],
+        }
+    }
+    /// The node of object `v`'s class, if the class is a node.
+    #[inline]
+    pub fn class_node(&self, v: u32) -> Option<u32> {
+        match self.tyo[v as usize] {
+            NONE => None,
+            t => Some(self.type_node[t as usize]).filter(|&n| n != NONE),
+        }
+    }
+    /// Outgoing edges of object `v` other than its class: targets and packed labels.
+    #[inline]
+    pub fn object_edges(&self, v: u32) -> (&[u32], &[Packed]) {
+        let (s, e) = (
+            self.edge_start[v as usize] as usize,
+            self.edge_start[v as usize + 1] as usize,
+        );
+        (&self.edge_to[s..e], &self.edge_label[s..e])
+    }
+    /// Calls `f` for every outgoing edge of `v` (an object's class first) with its packed label: `succ` without
+    /// unpacking labels, for passes over every edge.
+    #[inline]
+    pub fn for_each_succ(&self, v: u32, mut f: impl FnMut(u32, Packed)) {
+        if v < self.first_object {
+            for &(t, l) in &self.vedges[v as usize] {
+                f(t, Packed::pack(l));
+            }
         } else {
-            let i = (v - self.first_object) as usize;
-            let (s, e) = (self.edge_start[i] as usize, self.edge_start[i + 1] as usize);
-            (&[], &self.edge_to[s..e], &self.edge_label[s..e])
-        };
+            if let Some(c) = self.class_node(v) {
+                f(c, Packed::pack(Label::Class));
+            }
+            let (to, labels) = self.object_edges(v);
+            for (&t, &l) in to.iter().zip(labels) {
+                f(t, l);
+            }
+        }
+    }
+
+    /// Whether `v` is reachable from the roots only through context edges (`Label::is_context`): the dominator
+    /// tree follows context edges to such nodes only.
+    #[inline]
+    pub fn context_only(&self, v: u32) -> bool {
+        self.context_only[v as usize]
+    }
+
+    /// Outgoing edges of `v`, an object's class first.
+    pub fn succ(&self, v: u32) -> impl Iterator<Item = (u32, Label)> + '_ {
+        let (virt, class, to, labels): (&[(u32, Label)], _, &[u32], &[Packed]) =
+            if v < self.first_object {
+                (&self.vedges[v as usize], None, &[], &[])
+            } else {
+                let (to, labels) = self.object_edges(v);
+                (&[], self.class_node(v), to, labels)
+            };
         virt.iter()
             .copied()
+            .chain(class.map(|c| (c, Label::Class)))
             .chain(to.iter().copied().zip(labels.iter().map(|p| p.unpack())))
     }
 
     /// The text of a name label (str or C string in the target, or a dict key), read on first use.
     pub fn name(&self, kind: u8, addr: u64) -> String {
         self.names
-            .borrow_mut()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
             .entry((kind, addr))
             .or_insert_with(|| resolve_name(self.ctx, kind, addr))
             .clone()
@@ -124,7 +186,7 @@ impl Graph<'_> {
         if self.is_virtual(v) {
             return self.vname[v as usize].clone();
         }
-        let (m, n) = &self.type_names[self.ty[v as usize] as usize];
+        let (m, n) = &self.type_names[self.ty(v) as usize];
         if m.is_empty() || m == "builtins" {
             n.clone()
         } else {
@@ -205,81 +267,151 @@ fn resolve_name(ctx: &Ctx, kind: u8, a: u64) -> String {
     s.unwrap_or_else(|| "?".into())
 }
 
-/// Phase-1 visitor: remembers the untracked objects it owns (GC objects are known already).
-#[derive(Default)]
-struct Found(Vec<u64>);
+/// Objects a walker thread collects before it claims their node numbers and copies them into the graph.
+const BATCH: usize = 4096;
 
-impl Visit for Found {
-    #[inline]
-    fn object(&mut self, _ctx: &Ctx, a: u64, _ti: &super::types::TypeInfo, is_tracked: bool) {
-        if !is_tracked {
-            self.0.push(a);
-        }
-    }
+/// The graph's columns while the walk fills them, and the next free node and edge number.
+struct Shared {
+    claim: Mutex<(usize, usize)>,
+    addr: ColumnWriter<u64>,
+    tyo: ColumnWriter<u32>,
+    size: ColumnWriter<u64>,
+    fp: ColumnWriter<u64>,
+    flags: ColumnWriter<u8>,
+    refcnt: ColumnWriter<u32>,
+    edge_start: ColumnWriter<u64>,
+    edge_addr: ColumnWriter<u64>,
+    edge_label: ColumnWriter<Packed>,
+    node_cap: usize,
+    edge_cap: usize,
 }
 
-/// Phase-2 output for a contiguous range of nodes.
-struct Chunk {
-    types: Types,
-    ty: Vec<u32>,
+/// A walker thread's visitor: sizes, flags and labelled references (as addresses) of the objects it owns,
+/// copied into the graph's columns a batch at a time.
+struct Builder<'s> {
+    shared: &'s Shared,
+    overflow: bool,
+    addr: Vec<u64>,
+    /// type objects by this thread's `Types` index
+    tyo: Vec<u32>,
     size: Vec<u64>,
     fp: Vec<u64>,
     flags: Vec<u8>,
     refcnt: Vec<u32>,
-    /// end of each node's edges, relative to this chunk
+    /// end of each object's edges in `edge_addr`
     edge_end: Vec<u64>,
-    edge_to: Vec<u32>,
+    edge_addr: Vec<u64>,
     edge_label: Vec<Packed>,
+    /// (first node, count) of every batch this thread copied
+    batches: Vec<(usize, usize)>,
 }
 
-/// Sizes, flags and labelled edges of the nodes at `addrs` (the first `n_tracked` of them GC objects).
-fn edges_chunk(ctx: &Ctx, index: &NodeIndex, addrs: &[u64], n_tracked: isize) -> Chunk {
-    let mut types = Types::default();
-    let n = addrs.len();
-    let mut c = Chunk {
-        types: Types::default(),
-        ty: Vec::with_capacity(n),
-        size: Vec::with_capacity(n),
-        fp: Vec::with_capacity(n),
-        flags: Vec::with_capacity(n),
-        refcnt: Vec::with_capacity(n),
-        edge_end: Vec::with_capacity(n),
-        edge_to: Vec::with_capacity(n * 3),
-        edge_label: Vec::with_capacity(n * 3),
-    };
-    let mut out: Vec<(u64, Label)> = Vec::with_capacity(1024);
-    let mut items = vec![];
-    for (k, &a) in addrs.iter().enumerate() {
-        let t = ctx.ptr(a + 8);
-        let ti = types.get(ctx, t).expect("validated when found");
-        let ti = types.infos[ti as usize].clone();
+impl<'s> Builder<'s> {
+    fn new(shared: &'s Shared) -> Builder<'s> {
+        Builder {
+            shared,
+            overflow: false,
+            addr: Vec::with_capacity(BATCH),
+            tyo: Vec::with_capacity(BATCH),
+            size: Vec::with_capacity(BATCH),
+            fp: Vec::with_capacity(BATCH),
+            flags: Vec::with_capacity(BATCH),
+            refcnt: Vec::with_capacity(BATCH),
+            edge_end: Vec::with_capacity(BATCH),
+            edge_addr: Vec::with_capacity(BATCH * 4),
+            edge_label: Vec::with_capacity(BATCH * 4),
+            batches: vec![],
+        }
+    }
+
+    /// Claim node and edge numbers for the batch and copy it into the columns.
+    fn flush(&mut self) {
+        let (k, m) = (self.addr.len(), self.edge_addr.len());
+        if k == 0 {
+            return;
+        }
+        let sh = self.shared;
+        let (nb, eb) = {
+            let mut c = sh.claim.lock().unwrap_or_else(|e| e.into_inner());
+            let (nb, eb) = *c;
+            // one slot stays free at the end of the node columns for the last edge end
+            if nb + k >= sh.node_cap || eb + m > sh.edge_cap {
+                self.overflow = true;
+                return;
+            }
+            *c = (nb + k, eb + m);
+            (nb, eb)
+        };
+        for e in self.edge_end.iter_mut() {
+            *e += eb as u64;
+        }
+        // edge_end[i] is where node i's edges end, i.e. where node i + 1's start
+        let first = [eb as u64];
+        // SAFETY: nodes nb..nb+k and edges eb..eb+m were claimed by this thread alone under the lock; the columns
+        // live until the walk's threads are joined.
+        unsafe {
+            sh.addr.put(nb, &self.addr);
+            sh.tyo.put(nb, &self.tyo);
+            sh.size.put(nb, &self.size);
+            sh.fp.put(nb, &self.fp);
+            sh.flags.put(nb, &self.flags);
+            sh.refcnt.put(nb, &self.refcnt);
+            sh.edge_start.put(nb, &first);
+            sh.edge_start.put(nb + 1, &self.edge_end[..k - 1]);
+            sh.edge_addr.put(eb, &self.edge_addr);
+            sh.edge_label.put(eb, &self.edge_label);
+        }
+        self.batches.push((nb, k));
+        for v in [
+            &mut self.addr,
+            &mut self.size,
+            &mut self.fp,
+            &mut self.edge_addr,
+        ] {
+            v.clear();
+        }
+        self.tyo.clear();
+        self.flags.clear();
+        self.refcnt.clear();
+        self.edge_end.clear();
+        self.edge_label.clear();
+    }
+}
+
+impl Visit for Builder<'_> {
+    type Ref = (u64, Label);
+    #[inline]
+    fn object(&mut self, ctx: &Ctx, a: u64, ti: &super::types::TypeInfo, is_tracked: bool) {
         let is_static = ctx.is_static(a);
         let (size, fp) = if is_static {
             (0, 0)
         } else {
-            let s = getsizeof(ctx, a, &ti);
-            (s, footprint(ctx, a, &ti, s))
+            let s = getsizeof(ctx, a, ti);
+            (s, footprint(ctx, a, ti, s))
         };
-        c.ty.push(ti.key);
-        c.size.push(size);
-        c.fp.push(fp);
-        c.flags.push(
-            if (k as isize) < n_tracked { TRACKED } else { 0 } | if is_static { STATIC } else { 0 },
-        );
-        c.refcnt.push(ctx.mem.u32(a).unwrap_or(0));
-        out.clear();
-        out.push((t, Label::Class));
-        refs(ctx, a, &ti, &mut out, &mut items);
-        for &(p, l) in out.iter() {
-            if let Some(i) = index.get(ctx, p) {
-                c.edge_to.push(i);
-                c.edge_label.push(Packed::pack(l));
-            }
-        }
-        c.edge_end.push(c.edge_to.len() as u64);
+        self.addr.push(a);
+        self.tyo.push(ti.index);
+        self.size.push(size);
+        self.fp.push(fp);
+        self.flags
+            .push(if is_tracked { TRACKED } else { 0 } | if is_static { STATIC } else { 0 });
+        self.refcnt.push(ctx.mem.u32(a).unwrap_or(0));
     }
-    c.types = types;
-    c
+    #[inline]
+    fn edge(&mut self, to: u64, label: Label) {
+        // the class is implied by the node's type
+        if label != Label::Class {
+            self.edge_addr.push(to);
+            self.edge_label.push(Packed::pack(label));
+        }
+    }
+    #[inline]
+    fn done(&mut self) {
+        self.edge_end.push(self.edge_addr.len() as u64);
+        if self.addr.len() >= BATCH {
+            self.flush();
+        }
+    }
 }
 
 /// Thread names from `threading._active` ({ident: Thread}), by ident.
@@ -380,6 +512,55 @@ fn code_label(ctx: &Ctx, code: u64) -> String {
     let file = file.unwrap_or_default();
     let base = file.rsplit('/').next().unwrap_or(&file);
     format!("{} ({base}:{line})", name.unwrap_or_else(|| "?".into()))
+}
+
+/// Objects whose reference count exceeds the references to them the graph holds (immortal and static objects
+/// excluded): something outside the heap, C code or the C stack, holds them.
+fn native_referrers(g: &Graph, refcnt: &[u32]) -> Vec<(u32, Label)> {
+    let ctx = g.ctx;
+    let n = g.len();
+    let first_object = g.first_object as usize;
+    let mut indeg = vec![0u32; n];
+    for es in &g.vedges {
+        for &(t, l) in es {
+            // the interned tables (<= 3.11) and borrowed frame fields hold no reference count
+            if l != Label::Field("internal") && !l.is_borrowed(ctx.minor) {
+                indeg[t as usize] = indeg[t as usize].saturating_add(1);
+            }
+        }
+    }
+    // every instance holds its class
+    let mut instances = vec![0u32; g.type_node.len()];
+    for &t in &g.tyo[first_object..] {
+        instances[t as usize] += 1;
+    }
+    for (t, &k) in instances.iter().enumerate() {
+        if let Some(i) = indeg.get_mut(g.type_node[t] as usize) {
+            *i = i.saturating_add(k);
+        }
+    }
+    drop(instances);
+    for (&t, &l) in g.edge_to.iter().zip(g.edge_label.iter()) {
+        if !(ctx.minor >= 11 && l.is_context() && l.unpack().is_borrowed(ctx.minor)) {
+            indeg[t as usize] = indeg[t as usize].saturating_add(1);
+        }
+    }
+    let immortal = |rc: u32| -> bool {
+        if ctx.at_least(14) {
+            rc >= 0x8000_0000
+        } else if ctx.at_least(12) {
+            rc == 0xFFFF_FFFF
+        } else {
+            false
+        }
+    };
+    (first_object..n)
+        .filter(|&i| {
+            let rc = refcnt[i];
+            g.flags[i] & STATIC == 0 && !immortal(rc) && rc > indeg[i]
+        })
+        .map(|i| (i as u32, Label::Field("native")))
+        .collect()
 }
 
 /// Build the graph: objects, labelled references, virtual roots; then native referrers and unreachable cycles.
@@ -505,7 +686,7 @@ pub fn build<'a>(ctx: &'a Ctx<'a>) -> Result<Graph<'a>, HeapError> {
     let first_object = vname.len() as u32;
 
     let t0 = std::time::Instant::now();
-    // ---- objects, phase 1: find every object, one walker thread per core (as the census does)
+    // ---- objects: one walk, one thread per core (as the census), each copying what it finds into the columns
     let mut tracked = vec![];
     let gc_tracked = gc_objects(ctx, &mut tracked)?;
     if gc_tracked == 0 {
@@ -513,129 +694,209 @@ pub fn build<'a>(ctx: &'a Ctx<'a>) -> Result<Graph<'a>, HeapError> {
     }
     let visited = Visited::new(ctx);
     tracked.retain(|&a| visited.insert(ctx, a));
-    let n_tracked = tracked.len();
     let root_addrs: Vec<u64> = vaddr_edges.iter().flatten().map(|e| e.0).collect();
-    let parts: Vec<Part<Found>> = traverse(ctx, &visited, &tracked, &root_addrs);
-    drop(visited);
-    let mut rejected = 0;
-    let mut addrs = tracked;
+    // objects are 8-byte aligned and at least 16 bytes long: the snapshot bounds how many there can be, and
+    // every reference is a pointer-sized word of some object, read once (decoders may add a few per object)
+    let words = (ctx.mem.total_bytes() / 8) as usize;
+    let node_cap = first_object as usize + words / 2 + 2;
+    let edge_cap = words * 2 + 1024;
+    let col =
+        |e: std::io::Error| HeapError::Invalid(format!("cannot reserve memory for the graph: {e}"));
+    let mut addr = Column::<u64>::reserve(node_cap).map_err(col)?;
+    let mut tyo = Column::<u32>::reserve(node_cap).map_err(col)?;
+    let mut size = Column::<u64>::reserve(node_cap).map_err(col)?;
+    let mut fp = Column::<u64>::reserve(node_cap).map_err(col)?;
+    let mut flags = Column::<u8>::reserve(node_cap).map_err(col)?;
+    let mut refcnt = Column::<u32>::reserve(node_cap).map_err(col)?;
+    let mut edge_start = Column::<u64>::reserve(node_cap).map_err(col)?;
+    let mut edge_addr = Column::<u64>::reserve(edge_cap).map_err(col)?;
+    let mut edge_label = Column::<Packed>::reserve(edge_cap).map_err(col)?;
+    let shared = Shared {
+        claim: Mutex::new((first_object as usize, 0)),
+        addr: addr.writer(),
+        tyo: tyo.writer(),
+        size: size.writer(),
+        fp: fp.writer(),
+        flags: flags.writer(),
+        refcnt: refcnt.writer(),
+        edge_start: edge_start.writer(),
+        edge_addr: edge_addr.writer(),
+        edge_label: edge_label.writer(),
+        node_cap,
+        edge_cap,
+    };
+    let mut parts: Vec<Part<Builder>> = traverse(ctx, &visited, &tracked, &root_addrs, |_| {
+        Builder::new(&shared)
+    });
+    for p in parts.iter_mut() {
+        p.visit.flush();
+    }
+    drop(tracked);
+    if parts.iter().any(|p| p.visit.overflow) {
+        return Err(HeapError::Invalid(
+            "the walk found more objects or references than the snapshot can hold".into(),
+        ));
+    }
+    let (n, n_edges) = *shared.claim.lock().unwrap_or_else(|e| e.into_inner());
+    let rejected: u64 = parts.iter().map(|p| p.rejected).sum();
+    for c in [&mut addr, &mut size, &mut fp] {
+        c.set_len(n);
+    }
+    tyo.set_len(n);
+    refcnt.set_len(n);
+    flags.set_len(n);
+    edge_start.set_len(n + 1);
+    edge_start[n] = n_edges as u64;
+    for v in 0..first_object as usize {
+        tyo[v] = NONE;
+        flags[v] = VIRTUAL;
+    }
+    edge_addr.set_len(n_edges);
+    edge_label.set_len(n_edges);
+    log::debug!("graph: walk {:?}", t0.elapsed());
+
+    // ---- type objects: one number per type object across the threads' tables
+    let mut by_addr: FxHashMap<u64, u32> = FxHashMap::default();
+    let mut keys: FxHashMap<(String, String), u32> = FxHashMap::default();
+    let mut type_names: Vec<(String, String)> = vec![];
+    let mut type_kinds: Vec<Kind> = vec![];
+    let mut type_flags: Vec<u64> = vec![];
+    let mut type_key: Vec<u32> = vec![];
+    let mut type_addr: Vec<u64> = vec![];
     for p in &parts {
-        addrs.extend_from_slice(&p.visit.0);
-        rejected += p.rejected;
-    }
-    drop(parts);
-    log::debug!("graph: phase 1 {:?}", t0.elapsed());
-    // node indices: GC objects first, then the rest in discovery order
-    let mut index = NodeIndex::new(ctx.mem.regions().len());
-    for (k, &a) in addrs.iter().enumerate() {
-        index.insert(ctx, a, first_object + k as u32);
-    }
-    let mut vedges: Vec<Vec<(u32, Label)>> = vvirt_edges;
-    for (v, es) in vaddr_edges.into_iter().enumerate() {
-        for (p, l) in es {
-            if let Some(i) = index.get(ctx, p) {
-                vedges[v].push((i, l));
+        let remap: Vec<u32> = p
+            .types
+            .infos
+            .iter()
+            .map(|ti| {
+                *by_addr.entry(ti.addr).or_insert_with(|| {
+                    let name = p.types.key_names[ti.key as usize].clone();
+                    let k = *keys.entry(name.clone()).or_insert_with(|| {
+                        type_names.push(name);
+                        type_kinds.push(ti.kind);
+                        type_flags.push(ti.flags);
+                        (type_names.len() - 1) as u32
+                    });
+                    type_key.push(k);
+                    type_addr.push(ti.addr);
+                    (type_key.len() - 1) as u32
+                })
+            })
+            .collect();
+        for &(first, count) in &p.visit.batches {
+            for t in tyo[first..first + count].iter_mut() {
+                *t = remap[*t as usize];
             }
         }
     }
-    log::debug!("graph: index {:?}", t0.elapsed());
-    // ---- phase 2: sizes and labelled edges, each thread a contiguous range of nodes
+
+    // ---- node numbers by address: the rank of an object's bit in `visited` -> its node
+    let ranks = visited.ranks();
+    let mut perm = vec![NONE; ranks.total];
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
         .clamp(1, 8);
-    let per = addrs.len().div_ceil(threads).max(1);
-    let ranges: Vec<&[u64]> = addrs.chunks(per).collect();
-    let chunks: Vec<Chunk> = std::thread::scope(|s| {
-        let handles: Vec<_> = ranges
-            .iter()
-            .enumerate()
-            .map(|(c, r)| {
-                let index = &index;
-                let first_tracked = (c * per) as isize;
-                s.spawn(move || edges_chunk(ctx, index, r, n_tracked as isize - first_tracked))
+    {
+        let w = ColumnWriter::for_slice(&mut perm);
+        let per = (n - first_object as usize).div_ceil(threads).max(1);
+        std::thread::scope(|s| {
+            for (c, part) in addr[first_object as usize..].chunks(per).enumerate() {
+                let ranks = &ranks;
+                s.spawn(move || {
+                    let base = first_object as usize + c * per;
+                    for (k, &a) in part.iter().enumerate() {
+                        if let Some(r) = ranks.rank(ctx, a) {
+                            // SAFETY: ranks of distinct marked addresses are distinct, so every slot is written
+                            // by one thread only; `perm` outlives the scope.
+                            unsafe { w.set(r as usize, (base + k) as u32) };
+                        }
+                    }
+                });
+            }
+        });
+    }
+    let node_of = |a: u64| -> u32 { ranks.rank(ctx, a).map(|r| perm[r as usize]).unwrap_or(NONE) };
+    let type_node: Vec<u32> = type_addr.iter().map(|&a| node_of(a)).collect();
+    let mut vedges: Vec<Vec<(u32, Label)>> = vvirt_edges;
+    for (v, es) in vaddr_edges.into_iter().enumerate() {
+        for (p, l) in es {
+            match node_of(p) {
+                NONE => {}
+                i => vedges[v].push((i, l)),
+            }
+        }
+    }
+    // edges: addresses -> nodes, in parallel slices
+    let mut edge_to = vec![0u32; n_edges];
+    let per = n_edges.div_ceil(threads).max(1);
+    let missing: usize = std::thread::scope(|s| {
+        let node_of = &node_of;
+        let handles: Vec<_> = edge_to
+            .chunks_mut(per)
+            .zip(edge_addr.chunks(per))
+            .map(|(to, from)| {
+                s.spawn(move || {
+                    let mut missing = 0;
+                    for (t, &a) in to.iter_mut().zip(from) {
+                        *t = node_of(a);
+                        missing += (*t == NONE) as usize;
+                    }
+                    missing
+                })
             })
             .collect();
         handles
             .into_iter()
             .map(|h| h.join().expect("graph thread panicked"))
-            .collect()
+            .sum()
     });
-    drop(index);
-    log::debug!("graph: phase 2 {:?}", t0.elapsed());
-    // type keys per thread -> global keys by (module, name)
-    let mut keys: FxHashMap<(String, String), u32> = FxHashMap::default();
-    let mut type_names: Vec<(String, String)> = vec![];
-    let mut global_kinds: Vec<Kind> = vec![];
-    let mut global_flags: Vec<u64> = vec![];
-    let total_edges: usize = chunks.iter().map(|c| c.edge_to.len()).sum();
-    let n = first_object as usize + addrs.len();
-    let mut g_ty = vec![NONE; first_object as usize];
-    let mut g_size = vec![0u64; first_object as usize];
-    let mut g_fp = vec![0u64; first_object as usize];
-    let mut g_flags = vec![VIRTUAL; first_object as usize];
-    let mut refcnt: Vec<u32> = Vec::with_capacity(addrs.len());
-    for v in [&mut g_size, &mut g_fp] {
-        v.reserve(addrs.len());
-    }
-    g_ty.reserve(addrs.len());
-    g_flags.reserve(addrs.len());
-    let mut edge_start: Vec<u64> = Vec::with_capacity(addrs.len() + 1);
-    edge_start.push(0);
-    let mut edge_to: Vec<u32> = Vec::with_capacity(total_edges);
-    let mut edge_label: Vec<Packed> = Vec::with_capacity(total_edges);
-    for c in chunks {
-        let remap: Vec<u32> = c
-            .types
-            .key_names
-            .iter()
-            .map(|k| {
-                *keys.entry(k.clone()).or_insert_with(|| {
-                    type_names.push(k.clone());
-                    global_kinds.push(Kind::Other);
-                    global_flags.push(0);
-                    (type_names.len() - 1) as u32
-                })
-            })
-            .collect();
-        for ti in &c.types.infos {
-            let g = remap[ti.key as usize] as usize;
-            global_kinds[g] = ti.kind;
-            global_flags[g] = ti.flags;
+    drop(edge_addr);
+    drop(perm);
+    drop(ranks);
+    drop(visited);
+    if missing > 0 {
+        // references to something marked but never visited (a torn copy): drop them
+        let mut w = 0usize;
+        let mut start = edge_start[first_object as usize] as usize;
+        for v in first_object as usize..n {
+            let end = edge_start[v + 1] as usize;
+            edge_start[v] = w as u64;
+            for e in start..end {
+                if edge_to[e] != NONE {
+                    edge_to[w] = edge_to[e];
+                    edge_label[w] = edge_label[e];
+                    w += 1;
+                }
+            }
+            start = end;
         }
-        g_ty.extend(c.ty.iter().map(|&k| remap[k as usize]));
-        g_size.extend_from_slice(&c.size);
-        g_fp.extend_from_slice(&c.fp);
-        g_flags.extend_from_slice(&c.flags);
-        refcnt.extend_from_slice(&c.refcnt);
-        let base = edge_to.len() as u64;
-        edge_start.extend(c.edge_end.iter().map(|&e| base + e));
-        edge_to.extend_from_slice(&c.edge_to);
-        edge_label.extend_from_slice(&c.edge_label);
+        edge_start[n] = w as u64;
+        edge_to.truncate(w);
+        edge_label.set_len(w);
     }
-    debug_assert_eq!(g_ty.len(), n);
-    let mut g_addr = vec![0u64; first_object as usize];
-    g_addr.extend_from_slice(&addrs);
-    drop(addrs);
-    let type_kinds = global_kinds;
-    let type_flags = global_flags;
+    log::debug!("graph: numbered {:?}", t0.elapsed());
+    drop(parts);
     let mut g = Graph {
         first_object,
-        addr: g_addr,
-        ty: g_ty,
-        size: g_size,
-        footprint: g_fp,
-        flags: g_flags,
+        addr,
+        tyo,
+        size,
+        footprint: fp,
+        flags,
         vname,
         edge_start,
         edge_to,
         edge_label,
         vedges,
+        type_key,
+        type_node,
         type_names,
         type_kinds,
         type_flags,
         ctx,
-        names: RefCell::new(FxHashMap::default()),
+        context_only: vec![],
+        names: Mutex::new(FxHashMap::default()),
         census: Census {
             gc_tracked: gc_tracked as u64,
             rejected_refs: rejected,
@@ -643,55 +904,84 @@ pub fn build<'a>(ctx: &'a Ctx<'a>) -> Result<Graph<'a>, HeapError> {
         },
     };
 
-    log::debug!("graph: merged {:?}", t0.elapsed());
-    // ---- native referrers: refcount beyond the references found (immortal and static objects excluded)
+    // ---- native referrers (refcount beyond the references found), and at the same time on another core, the
+    // objects reachable from the roots without context edges
+    const UNSEEN: u8 = 0;
+    const STRONG: u8 = 1;
+    const WEAK: u8 = 2;
     let n = g.len();
-    let mut indeg = vec![0u32; n];
-    for v in 0..n as u32 {
-        for (t, l) in g.succ(v) {
-            // the interned tables (<= 3.11) and borrowed frame fields hold no reference count
-            if (!matches!(l, Label::Field("internal")) || !g.is_virtual(v))
-                && !l.is_borrowed(ctx.minor)
-            {
-                indeg[t as usize] = indeg[t as usize].saturating_add(1);
+    let mut reach = vec![UNSEEN; n];
+    let mut stack = vec![];
+    // targets of context edges not yet reached when seen
+    let mut context_targets: Vec<u32> = vec![];
+    let strong_from =
+        |g: &Graph, reach: &mut [u8], stack: &mut Vec<u32>, context_targets: &mut Vec<u32>| {
+            while let Some(v) = stack.pop() {
+                g.for_each_succ(v, |t, l| {
+                    if reach[t as usize] == UNSEEN {
+                        if l.is_context() {
+                            context_targets.push(t);
+                        } else {
+                            reach[t as usize] = STRONG;
+                            stack.push(t);
+                        }
+                    }
+                });
             }
+        };
+    let native = std::thread::scope(|s| {
+        let gr = &g;
+        let h = s.spawn(move || native_referrers(gr, &refcnt));
+        reach[0] = STRONG;
+        stack.push(0);
+        strong_from(&g, &mut reach, &mut stack, &mut context_targets);
+        h.join().expect("graph thread panicked")
+    });
+    for &(v, _) in &native {
+        if reach[v as usize] == UNSEEN {
+            reach[v as usize] = STRONG;
+            stack.push(v);
         }
     }
-    let immortal = |rc: u32| -> bool {
-        if ctx.at_least(14) {
-            rc >= 0x8000_0000
-        } else if ctx.at_least(12) {
-            rc == 0xFFFF_FFFF
-        } else {
-            false
-        }
-    };
-    let mut native = vec![];
-    for i in first_object as usize..n {
-        let rc = refcnt[i - first_object as usize];
-        if g.flags[i] & STATIC == 0 && !immortal(rc) && rc > indeg[i] {
-            native.push((i as u32, Label::Field("native")));
-        }
-    }
+    strong_from(&g, &mut reach, &mut stack, &mut context_targets);
     g.vedges[nv as usize] = native;
     log::debug!("graph: native {:?}", t0.elapsed());
-    // ---- unreachable: on the GC lists but not reachable from any root
-    let mut seen = vec![false; n];
-    let mut stack = vec![0u32];
-    seen[0] = true;
-    while let Some(v) = stack.pop() {
-        for (t, _) in g.succ(v) {
-            if !seen[t as usize] {
-                seen[t as usize] = true;
-                stack.push(t);
+    // ---- the rest is reachable only through context edges, or not at all (on the GC lists but reachable from
+    // no root: cycles awaiting collection)
+    for t in context_targets {
+        if reach[t as usize] == UNSEEN {
+            reach[t as usize] = WEAK;
+            stack.push(t);
+            while let Some(v) = stack.pop() {
+                g.for_each_succ(v, |t, _| {
+                    if reach[t as usize] == UNSEEN {
+                        reach[t as usize] = WEAK;
+                        stack.push(t);
+                    }
+                });
             }
         }
     }
     let unreached: Vec<(u32, Label)> = (first_object..n as u32)
-        .filter(|&i| !seen[i as usize])
+        .filter(|&i| reach[i as usize] == UNSEEN)
         .map(|i| (i, Label::Field("cycle")))
         .collect();
+    // the unreachable root reaches its nodes, and through them without context edges perhaps some more
+    for &(u, _) in &unreached {
+        reach[u as usize] = STRONG;
+        stack.push(u);
+    }
+    while let Some(v) = stack.pop() {
+        g.for_each_succ(v, |t, l| {
+            if reach[t as usize] != STRONG && !l.is_context() {
+                reach[t as usize] = STRONG;
+                stack.push(t);
+            }
+        });
+    }
     g.vedges[uv as usize] = unreached;
+    g.context_only = reach.iter().map(|&r| r == WEAK).collect();
+    drop(reach);
 
     log::debug!("graph: unreachable {:?}", t0.elapsed());
     // ---- the census, from the same nodes
@@ -701,7 +991,7 @@ pub fn build<'a>(ctx: &'a Ctx<'a>) -> Result<Graph<'a>, HeapError> {
             g.census.static_objects += 1;
             continue;
         }
-        let t = &mut tallies[g.ty[i] as usize];
+        let t = &mut tallies[g.ty(i as u32) as usize];
         t.count += 1;
         t.bytes += g.size[i];
         t.footprint += g.footprint[i];

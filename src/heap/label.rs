@@ -66,7 +66,31 @@ pub struct Packed(u64);
 
 const ADDR: u64 = (1 << 48) - 1;
 
+impl Default for Packed {
+    fn default() -> Packed {
+        Packed::pack(Label::None)
+    }
+}
+
 impl Packed {
+    /// No label at all (not a `Label`; `unpack` gives `Label::None`).
+    pub const ABSENT: Packed = Packed(u64::MAX);
+
+    #[inline]
+    pub fn is_absent(self) -> bool {
+        self == Packed::ABSENT
+    }
+
+    /// `Label::is_context` without unpacking labels that cannot be context.
+    #[inline]
+    pub fn is_context(self) -> bool {
+        match self.0 >> 60 {
+            1 => true,
+            8 => self.unpack().is_context(),
+            _ => false,
+        }
+    }
+
     #[inline]
     pub fn pack(l: Label) -> Packed {
         let (tag, payload) = match l {

@@ -88,6 +88,8 @@ pub struct TypeInfo {
     pub is_heap: bool,
     /// Index into the census key table.
     pub key: u32,
+    /// Index of this type in its `Types` (`infos`).
+    pub index: u32,
 }
 
 impl TypeInfo {
@@ -239,6 +241,7 @@ impl Types {
             slot_names,
             is_heap,
             key,
+            index: self.infos.len() as u32,
         };
         self.infos.push(Arc::new(info));
         Some((self.infos.len() - 1) as u32)

@@ -7,6 +7,7 @@ use super::census::{Census, TypeTally};
 use super::ctx::Ctx;
 use super::decode::refs;
 use super::gc::gc_objects;
+use super::label::{Label, Sink};
 use super::roots::roots;
 use super::size::{footprint, getsizeof};
 use super::types::{TypeInfo, Types};
@@ -58,9 +59,88 @@ impl Visited {
     }
 }
 
-/// What a walker thread does with each object it owns.
-pub(crate) trait Visit: Default + Send {
+/// A reference as a decoder reports it: an address alone (the census), or with its label (the graph).
+pub(crate) trait Ref: Copy + Send {
+    fn addr(self) -> u64;
+    fn label(self) -> Label;
+}
+
+impl Ref for u64 {
+    #[inline]
+    fn addr(self) -> u64 {
+        self
+    }
+    #[inline]
+    fn label(self) -> Label {
+        Label::None
+    }
+}
+
+impl Ref for (u64, Label) {
+    #[inline]
+    fn addr(self) -> u64 {
+        self.0
+    }
+    #[inline]
+    fn label(self) -> Label {
+        self.1
+    }
+}
+
+/// Dense numbers for the objects marked in a `Visited`: the rank of an object's bit among all set bits, in
+/// address order. Prefix counts per 64-bit word, so a rank is one lookup and one popcount.
+pub(crate) struct Ranks<'v> {
+    visited: &'v Visited,
+    prefix: Vec<Vec<u32>>,
+    pub total: usize,
+}
+
+impl Visited {
+    pub(crate) fn ranks(&self) -> Ranks<'_> {
+        let mut acc = 0usize;
+        let prefix = self
+            .bits
+            .iter()
+            .map(|words| {
+                words
+                    .iter()
+                    .map(|w| {
+                        let p = acc as u32;
+                        acc += w.load(Ordering::Relaxed).count_ones() as usize;
+                        p
+                    })
+                    .collect()
+            })
+            .collect();
+        Ranks {
+            visited: self,
+            prefix,
+            total: acc,
+        }
+    }
+}
+
+impl Ranks<'_> {
+    /// The rank of the marked object at `a`, or None if `a` is not marked.
+    #[inline]
+    pub(crate) fn rank(&self, ctx: &Ctx, a: u64) -> Option<u32> {
+        let (r, off) = ctx.mem.locate(a)?;
+        let w = off / 8;
+        let word = self.visited.bits[r][w / 64].load(Ordering::Relaxed);
+        let bit = 1u64 << (w % 64);
+        (word & bit != 0).then(|| self.prefix[r][w / 64] + (word & (bit - 1)).count_ones())
+    }
+}
+
+/// What a walker thread does with each object it owns: `object`, then `edge` for each of its references that
+/// leads to an object (its class first, labelled `Class`), then `done`.
+pub(crate) trait Visit: Send {
+    type Ref: Ref;
     fn object(&mut self, ctx: &Ctx, a: u64, ti: &TypeInfo, is_tracked: bool);
+    #[inline]
+    fn edge(&mut self, _to: u64, _label: Label) {}
+    #[inline]
+    fn done(&mut self) {}
 }
 
 /// The census visitor: tallies by type key.
@@ -71,6 +151,7 @@ struct Tally {
 }
 
 impl Visit for Tally {
+    type Ref = u64;
     #[inline]
     fn object(&mut self, ctx: &Ctx, a: u64, ti: &TypeInfo, is_tracked: bool) {
         if ctx.is_static(a) {
@@ -107,39 +188,44 @@ fn walk_part<V: Visit>(
     tracked: &[u64],
     next: &AtomicUsize,
     root_refs: &[u64],
-) -> Part<V> {
+    mut visit: V,
+) -> Part<V>
+where
+    Vec<V::Ref>: Sink,
+{
     let mut types = Types::default();
-    let mut visit = V::default();
     let mut work: Vec<(u64, bool)> = Vec::new();
-    let mut out: Vec<u64> = Vec::with_capacity(1024);
+    let mut out: Vec<V::Ref> = Vec::with_capacity(1024);
     let mut items = Vec::new();
     let mut rejected = 0u64;
-    let mut consider = |p: u64, work: &mut Vec<(u64, bool)>, types: &mut Types| {
+    // whether `p` is an object (seen before, or validated now and queued)
+    let mut consider = |p: u64, work: &mut Vec<(u64, bool)>, types: &mut Types| -> bool {
         if p == 0 || p & 7 != 0 {
-            return;
+            return false;
         }
         let Some((region, off)) = ctx.mem.locate(p) else {
             rejected += 1;
-            return;
+            return false;
         };
         // most references lead to objects seen already (types, shared strings, small ints): check that first
         if visited.contains(region, off) {
-            return;
+            return true;
         }
         let Some(hdr) = ctx.mem.regions()[region].data.as_slice().get(off..off + 16) else {
             rejected += 1;
-            return;
+            return false;
         };
         let refcnt = u32::from_le_bytes(hdr[..4].try_into().unwrap());
         let t = u64::from_le_bytes(hdr[8..16].try_into().unwrap());
         // a live object has a non-zero refcount and a valid type
         if refcnt == 0 || types.get(ctx, t).is_none() {
             rejected += 1;
-            return;
+            return false;
         }
         if visited.insert_at(region, off) {
             work.push((p, false));
         }
+        true
     };
     for &p in root_refs {
         consider(p, &mut work, &mut types);
@@ -167,11 +253,14 @@ fn walk_part<V: Visit>(
             visit.object(ctx, a, &ti, is_tracked);
             out.clear();
             // every object refers to its type
-            out.push(t);
+            out.add(t, Label::Class);
             refs(ctx, a, &ti, &mut out, &mut items);
-            for &p in out.iter() {
-                consider(p, &mut work, &mut types);
+            for &r in out.iter() {
+                if consider(r.addr(), &mut work, &mut types) {
+                    visit.edge(r.addr(), r.label());
+                }
             }
+            visit.done();
         }
     }
     Part {
@@ -182,13 +271,17 @@ fn walk_part<V: Visit>(
 }
 
 /// Walk everything reachable from the (already marked) GC objects `tracked` and from `root_refs`, one thread per
-/// core; every object is visited by exactly one thread.
+/// core, each with the visitor `make(thread)` gives; every object is visited by exactly one thread.
 pub(crate) fn traverse<V: Visit>(
     ctx: &Ctx,
     visited: &Visited,
     tracked: &[u64],
     root_refs: &[u64],
-) -> Vec<Part<V>> {
+    make: impl Fn(usize) -> V + Sync,
+) -> Vec<Part<V>>
+where
+    Vec<V::Ref>: Sink,
+{
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
@@ -199,7 +292,8 @@ pub(crate) fn traverse<V: Visit>(
             .map(|i| {
                 let next = &next;
                 let roots: &[u64] = if i == 0 { root_refs } else { &[] };
-                s.spawn(move || walk_part::<V>(ctx, visited, tracked, next, roots))
+                let make = &make;
+                s.spawn(move || walk_part::<V>(ctx, visited, tracked, next, roots, make(i)))
             })
             .collect();
         handles
@@ -221,7 +315,8 @@ pub fn census(ctx: &Ctx) -> Result<Census, HeapError> {
     tracked.retain(|&a| visited.insert(ctx, a));
     let mut root_refs = Vec::new();
     roots(ctx, &mut root_refs);
-    let parts: Vec<Part<Tally>> = traverse(ctx, &visited, &tracked, &root_refs);
+    let parts: Vec<Part<Tally>> =
+        traverse(ctx, &visited, &tracked, &root_refs, |_| Tally::default());
     let mut census = Census {
         gc_tracked: gc_tracked as u64,
         ..Default::default()

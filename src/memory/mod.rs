@@ -1,5 +1,6 @@
 //! Reading another address space: the `MemorySource` trait, `/proc/PID/maps`, and the local `Snapshot` the walker reads.
 
+pub mod huge;
 pub mod live;
 pub mod maps;
 
