@@ -84,14 +84,14 @@ pub fn join(g: &Graph, t: &Traces) -> Join {
         let a = g.addr[v as usize];
         let f = g.type_flags[key];
         j.total_objects += 1;
-        j.total_bytes += g.size[v as usize];
+        j.total_bytes += g.size(v);
         if claim(
             a.wrapping_sub(preheader(minor, f)),
             Owner::Object(v),
             &mut owner,
         ) {
             j.covered_objects += 1;
-            j.covered_bytes += g.size[v as usize];
+            j.covered_bytes += g.size(v);
         }
         let buf = Owner::Buffer(v);
         match g.type_kinds[key] {

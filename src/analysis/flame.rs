@@ -114,22 +114,23 @@ pub fn sanitize(s: &str) -> String {
         .collect()
 }
 
-fn key_of(g: &Graph, d: &DomTree, v: u32) -> Key {
+/// The frame of node `v`, whose preorder number in the dominator tree is `w`.
+fn key_of(g: &Graph, d: &DomTree, v: u32, w: u32) -> Key {
     if g.is_virtual(v) {
         return (Some(Label::Text(v)), u32::MAX, true);
     }
-    let mut l = d.label(v);
-    if d.idom[v as usize] == 0 && l.is_none() {
+    let mut l = d.label_at(w);
+    let p = d.idom_pre[w as usize];
+    if p == 0 && l.is_none() {
         // dominated by no single root: reachable from several
         l = Some(Label::Field("shared"));
     }
     match l {
         // values of an object's __dict__ are its attributes
-        Some(Label::StrKey(k)) => {
-            let p = d.idom[v as usize];
-            if p != u32::MAX && d.label(p) == Some(Label::Field("__dict__")) {
-                l = Some(Label::Attr(k));
-            }
+        Some(Label::StrKey(k))
+            if p != u32::MAX && d.label_at(p) == Some(Label::Field("__dict__")) =>
+        {
+            l = Some(Label::Attr(k));
         }
         // siblings under any non-str key merge
         Some(Label::OtherKey(_)) => l = Some(Label::OtherKey(0)),
@@ -139,9 +140,9 @@ fn key_of(g: &Graph, d: &DomTree, v: u32) -> Key {
 }
 
 /// A `__dict__` is shown as part of its owner: its bytes go to the owner's frame, its items below the owner.
-fn elided(g: &Graph, d: &DomTree, v: u32) -> bool {
+fn elided(g: &Graph, d: &DomTree, v: u32, w: u32) -> bool {
     !g.is_virtual(v)
-        && d.label(v) == Some(Label::Field("__dict__"))
+        && d.label_at(w) == Some(Label::Field("__dict__"))
         && g.type_kinds[g.ty(v) as usize] == crate::heap::types::Kind::Dict
 }
 
@@ -181,16 +182,14 @@ fn frame_text(g: &Graph, key: &Key, extra: &[String]) -> String {
 /// Stacks by retaining path: every object's own size at its dominator-tree path.
 pub fn by_path(g: &Graph, d: &DomTree, opts: &FlameOptions) -> Stacks {
     let mut trie = Trie::new();
-    let mut at = vec![0u32; g.len()];
+    // trie node of each dominator-tree node, by preorder number
+    let mut at = vec![0u32; d.order.len()];
     let mut objects = 0;
-    for &v in &d.order {
-        if v == 0 {
-            continue;
-        }
-        let p = d.idom[v as usize];
-        let pt = at[p as usize];
-        let key = key_of(g, d, v);
-        let t = if elided(g, d, v) {
+    for (w, &v) in d.order.iter().enumerate().skip(1) {
+        let w = w as u32;
+        let pt = at[d.idom_pre[w as usize] as usize];
+        let key = key_of(g, d, v, w);
+        let t = if elided(g, d, v, w) {
             pt
         } else if pt != 0 && trie.key[pt as usize] == key {
             // a run of identical frames (a linked list, a deep tree): fold
@@ -202,7 +201,7 @@ pub fn by_path(g: &Graph, d: &DomTree, opts: &FlameOptions) -> Stacks {
         } else {
             trie.child(pt, key)
         };
-        at[v as usize] = t;
+        at[w as usize] = t;
         trie.bytes[t as usize] += d.own(g, v);
         if !g.is_virtual(v) && g.flags[v as usize] & crate::heap::graph::STATIC == 0 {
             trie.count[t as usize] += 1;
@@ -223,9 +222,9 @@ pub fn by_type(
     let mut trie = Trie::new();
     let mut objects = 0;
     let depth = opts.max_depth.min(12);
-    for v in g.first_object..g.len() as u32 {
+    for (w, &v) in d.order.iter().enumerate().skip(1) {
         let own = d.own(g, v);
-        if d.idom[v as usize] == u32::MAX || own == 0 {
+        if g.is_virtual(v) || own == 0 {
             continue;
         }
         let mut t = trie.child(0, (None, g.ty(v), false));
@@ -238,17 +237,18 @@ pub fn by_type(
             };
             t = trie.child(t, k);
         }
-        let mut u = d.idom[v as usize];
+        let mut u = d.idom_pre[w];
         let mut n = 0;
         let mut prev: Option<Key> = None;
         while u != 0 && u != u32::MAX && n < depth {
-            let k = key_of(g, d, u);
-            if prev != Some(k) && !elided(g, d, u) {
+            let uv = d.order[u as usize];
+            let k = key_of(g, d, uv, u);
+            if prev != Some(k) && !elided(g, d, uv, u) {
                 t = trie.child(t, k);
                 n += 1;
             }
             prev = Some(k);
-            u = d.idom[u as usize];
+            u = d.idom_pre[u as usize];
         }
         trie.bytes[t as usize] += own;
         trie.count[t as usize] += 1;

@@ -8,6 +8,7 @@ pub mod paths;
 use crate::heap::dominators::semi_nca;
 use crate::heap::graph::{Graph, NONE};
 use crate::heap::label::{Label, Packed};
+use crate::memory::huge::ColumnWriter;
 
 /// Which size an object contributes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,14 +17,17 @@ pub enum SizeModel {
     Getsizeof,
 }
 
-/// The dominator tree of a graph, with the label of each node's edge from its dominator.
+/// The dominator tree of a graph, in depth-first preorder (every dominator before the nodes it dominates), with
+/// the label of each node's edge from its dominator.
 pub struct DomTree {
-    /// immediate dominator by node (NONE for the root and nodes not reached)
-    pub idom: Vec<u32>,
-    /// nodes with every dominator before the nodes it dominates (depth-first preorder)
+    /// node -> preorder number (NONE if not reached)
+    pre: Vec<u32>,
+    /// preorder number -> node
     pub order: Vec<u32>,
-    /// label of an edge idom(v) -> v by node, `Packed::ABSENT` if there is none
-    label: Vec<Packed>,
+    /// by preorder number: the preorder number of the immediate dominator (NONE for the root)
+    pub idom_pre: Vec<u32>,
+    /// by preorder number: label of an edge from the immediate dominator, `Packed::ABSENT` if there is none
+    label_pre: Vec<Packed>,
     model: SizeModel,
 }
 
@@ -31,9 +35,10 @@ impl DomTree {
     /// No dominator tree (views that do not need one).
     pub fn empty() -> DomTree {
         DomTree {
-            idom: vec![],
+            pre: vec![],
             order: vec![],
-            label: vec![],
+            idom_pre: vec![],
+            label_pre: vec![],
             model: SizeModel::Footprint,
         }
     }
@@ -42,62 +47,102 @@ impl DomTree {
     #[inline]
     pub fn own(&self, g: &Graph, v: u32) -> u64 {
         match self.model {
-            SizeModel::Footprint => g.footprint[v as usize],
-            SizeModel::Getsizeof => g.size[v as usize],
+            SizeModel::Footprint => g.footprint(v),
+            SizeModel::Getsizeof => g.size(v),
         }
+    }
+
+    /// Preorder number of node `v`, NONE if the tree does not reach it.
+    #[inline]
+    pub fn pre(&self, v: u32) -> u32 {
+        self.pre.get(v as usize).copied().unwrap_or(NONE)
+    }
+
+    /// Immediate dominator of node `v` (NONE for the root and nodes not reached).
+    #[inline]
+    pub fn idom(&self, v: u32) -> u32 {
+        match self.pre(v) {
+            NONE => NONE,
+            w => match self.idom_pre[w as usize] {
+                NONE => NONE,
+                d => self.order[d as usize],
+            },
+        }
+    }
+
+    /// The label of an edge from the immediate dominator to the node with preorder number `w`, if there is one.
+    #[inline]
+    pub fn label_at(&self, w: u32) -> Option<Label> {
+        let p = self.label_pre[w as usize];
+        (!p.is_absent()).then(|| p.unpack())
     }
 
     /// The label of an edge from `v`'s immediate dominator to `v`, if there is one.
     #[inline]
     pub fn label(&self, v: u32) -> Option<Label> {
-        let p = self.label[v as usize];
-        (!p.is_absent()).then(|| p.unpack())
-    }
-
-    /// Retained size of every node: its own size plus that of everything it dominates.
-    pub fn retained(&self, g: &Graph) -> Vec<u64> {
-        let mut r: Vec<u64> = (0..g.len() as u32).map(|v| self.own(g, v)).collect();
-        for &v in self.order.iter().rev() {
-            let d = self.idom[v as usize];
-            if d != NONE {
-                r[d as usize] += r[v as usize];
-            }
+        match self.pre(v) {
+            NONE => None,
+            w => self.label_at(w),
         }
-        r
     }
 
     pub fn new(g: &Graph, model: SizeModel) -> DomTree {
         let n = g.len();
         // context edges (class, globals, builtins) count only towards nodes reachable in no other way
-        let d = semi_nca(n, 0, |v, out: &mut Vec<(u32, Packed)>| {
+        let d = semi_nca(n, 0, |v, out: &mut Vec<u32>| {
             g.for_each_succ(v, |t, l| {
                 if !l.is_context() || g.context_only(t) {
-                    out.push((t, l));
+                    out.push(t);
                 }
             })
         });
         let t0 = std::time::Instant::now();
-        // the label of an edge from the dominator: the first that says more than "key" or "unknown field"
-        let mut label = vec![Packed::ABSENT; n];
-        for (w, &v) in d.vertex.iter().enumerate().skip(1) {
-            let mut best = Packed::ABSENT;
-            for l in d.idom_edges(w) {
-                if best.is_absent() {
-                    best = l;
+        // labels: every edge v -> t whose target v dominates immediately, one pass over the edges in node order
+        // (on every core: only the thread scanning v writes the labels of the nodes v dominates); the first label
+        // that says more than "key" or "unknown field" wins
+        let mut label_pre = vec![Packed::ABSENT; d.vertex.len()];
+        {
+            let w = ColumnWriter::for_slice(&mut label_pre);
+            let threads = std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+                .clamp(1, 8);
+            let per = n.div_ceil(threads).max(1) as u32;
+            let d = &d;
+            std::thread::scope(|s| {
+                for c in 0..threads as u32 {
+                    s.spawn(move || {
+                        for v in c * per..((c + 1) * per).min(n as u32) {
+                            let i = d.pre[v as usize];
+                            if i == NONE {
+                                continue;
+                            }
+                            g.for_each_succ(v, |t, l| {
+                                let j = d.pre[t as usize];
+                                if j != NONE && d.idom[j as usize] == i {
+                                    // SAFETY: slot j is written only by the thread scanning its immediate
+                                    // dominator v, which is this one; `label_pre` outlives the scope.
+                                    unsafe {
+                                        let cur = w.get(j as usize);
+                                        if cur.is_absent()
+                                            || matches!(cur.unpack(), Label::None | Label::DictKey)
+                                        {
+                                            w.set(j as usize, l);
+                                        }
+                                    }
+                                }
+                            });
+                        }
+                    });
                 }
-                if !matches!(l.unpack(), Label::None | Label::DictKey) {
-                    best = l;
-                    break;
-                }
-            }
-            label[v as usize] = best;
+            });
         }
         log::debug!("dominators: labels {:?}", t0.elapsed());
-        let idom = d.idom_by_node(n);
         DomTree {
-            idom,
+            pre: d.pre,
             order: d.vertex,
-            label,
+            idom_pre: d.idom,
+            label_pre,
             model,
         }
     }

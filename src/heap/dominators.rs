@@ -6,134 +6,101 @@ const NONE: u32 = u32::MAX;
 /// Immediate dominators of every node reachable from `root`; `NONE` for unreachable nodes and for the root.
 /// `succ(v, f)` calls `f` for every successor of `v`.
 pub fn dominators(n: usize, root: u32, succ: impl Fn(u32, &mut dyn FnMut(u32))) -> Vec<u32> {
-    let d = semi_nca(n, root, |v, out: &mut Vec<(u32, ())>| {
-        succ(v, &mut |w| out.push((w, ())))
-    });
-    d.idom_by_node(n)
+    semi_nca(n, root, |v, out| succ(v, &mut |w| out.push(w))).idom_by_node()
 }
 
 /// The same over a graph in compressed sparse rows: successors of `v` are `to[off[v]..off[v+1]]`.
 pub fn dominators_csr(n: usize, root: u32, off: &[u64], to: &[u32]) -> Vec<u32> {
-    let d = semi_nca(n, root, |v, out: &mut Vec<(u32, ())>| {
-        out.extend(
-            to[off[v as usize] as usize..off[v as usize + 1] as usize]
-                .iter()
-                .map(|&w| (w, ())),
-        )
-    });
-    d.idom_by_node(n)
+    semi_nca(n, root, |v, out| {
+        out.extend_from_slice(&to[off[v as usize] as usize..off[v as usize + 1] as usize])
+    })
+    .idom_by_node()
 }
 
-/// A dominator tree in depth-first preorder, with what each edge into a node carried (`P`, an edge label).
-pub struct Dom<P> {
+/// A dominator tree in depth-first preorder.
+pub struct Dom {
+    /// node -> preorder number (NONE if not reached)
+    pub pre: Vec<u32>,
     /// preorder number -> node
     pub vertex: Vec<u32>,
-    /// by preorder number: the preorder number of the immediate dominator (NONE for the root)
+    /// by preorder number: the preorder number of the immediate dominator (NONE for the root). A dominator is a
+    /// depth-first ancestor, so it always comes first in preorder.
     pub idom: Vec<u32>,
-    /// by preorder number: the preorder number of the depth-first parent (NONE for the root)
-    pub parent: Vec<u32>,
-    /// by preorder number: what the tree edge parent -> node carried
-    pub tree: Vec<P>,
-    /// the other edges into each node, by preorder number: `pred_src[pred_off[w]..pred_off[w + 1]]` (preorder
-    /// numbers of their sources) and what they carried
-    pub pred_off: Vec<u32>,
-    pub pred_src: Vec<u32>,
-    pub pred_payload: Vec<P>,
 }
 
-impl<P: Copy> Dom<P> {
+impl Dom {
     /// Immediate dominator of every node (NONE for the root and unreachable nodes).
-    pub fn idom_by_node(&self, n: usize) -> Vec<u32> {
-        let mut out = vec![NONE; n];
+    pub fn idom_by_node(&self) -> Vec<u32> {
+        let mut out = vec![NONE; self.pre.len()];
         for (w, &v) in self.vertex.iter().enumerate().skip(1) {
             out[v as usize] = self.vertex[self.idom[w] as usize];
         }
         out
     }
-
-    /// What the edges from node `w`'s immediate dominator to `w` carried (preorder numbers), tree edge first.
-    pub fn idom_edges(&self, w: usize) -> impl Iterator<Item = P> + '_ {
-        let d = self.idom[w];
-        let tree = (self.parent[w] == d).then(|| self.tree[w]);
-        let (s, e) = (self.pred_off[w] as usize, self.pred_off[w + 1] as usize);
-        tree.into_iter().chain(
-            self.pred_src[s..e]
-                .iter()
-                .zip(&self.pred_payload[s..e])
-                .filter(move |&(&src, _)| src == d)
-                .map(|(_, &p)| p),
-        )
-    }
 }
 
-/// Semi-NCA over the graph that `succ(v, out)` describes (it appends `v`'s successors and what each edge carries).
-/// One iterative depth-first search numbers the nodes and keeps every non-tree edge; most heap objects have a
-/// single referrer (their tree edge), so the semidominator pass evaluates paths only for the others.
-pub fn semi_nca<P: Copy + Default>(
-    n: usize,
-    root: u32,
-    mut succ: impl FnMut(u32, &mut Vec<(u32, P)>),
-) -> Dom<P> {
-    // depth-first search: successors are pushed in reverse so they are entered in order; a node already numbered
-    // when its edge is considered makes that edge a non-tree edge
+/// Semi-NCA over the graph that `succ(v, out)` describes (it appends `v`'s successors). One iterative
+/// depth-first search numbers the nodes and keeps only the non-tree edges as predecessors: most heap objects have
+/// a single referrer (their tree edge), and the semidominator pass evaluates paths only for the others.
+pub fn semi_nca(n: usize, root: u32, mut succ: impl FnMut(u32, &mut Vec<u32>)) -> Dom {
     let t0 = std::time::Instant::now();
+    // depth-first search: successors are pushed in reverse so they are entered in order; a node already numbered
+    // when its edge is considered makes that edge a non-tree edge: (target, source) in preorder numbers
     let mut pre = vec![NONE; n];
     let mut vertex: Vec<u32> = Vec::with_capacity(n);
     let mut parent: Vec<u32> = Vec::with_capacity(n);
-    let mut tree: Vec<P> = Vec::with_capacity(n);
-    let mut nontree: Vec<(u32, u32, P)> = vec![];
-    let mut stack: Vec<(u32, u32, P)> = vec![(root, NONE, P::default())];
-    let mut buf: Vec<(u32, P)> = vec![];
-    while let Some((w, pp, pl)) = stack.pop() {
+    let mut nontree: Vec<(u32, u32)> = vec![];
+    let mut stack: Vec<(u32, u32)> = vec![(root, NONE)];
+    let mut buf: Vec<u32> = vec![];
+    while let Some((w, pp)) = stack.pop() {
         let pw = pre[w as usize];
         if pw != NONE {
-            nontree.push((pw, pp, pl));
+            nontree.push((pw, pp));
             continue;
         }
         let i = vertex.len() as u32;
         pre[w as usize] = i;
         vertex.push(w);
         parent.push(pp);
-        tree.push(pl);
         buf.clear();
         succ(w, &mut buf);
-        for &(x, l) in buf.iter().rev() {
+        for &x in buf.iter().rev() {
             match pre[x as usize] {
-                NONE => stack.push((x, i, l)),
-                px => nontree.push((px, i, l)),
+                NONE => stack.push((x, i)),
+                px => nontree.push((px, i)),
             }
         }
     }
-    drop((pre, stack, buf));
+    drop((stack, buf));
     log::debug!(
         "dominators: search {:?}, {} non-tree edges",
         t0.elapsed(),
         nontree.len()
     );
     let m = vertex.len();
-    // non-tree edges grouped by target
+    // non-tree edges grouped by target (a counting sort; `pred_off` doubles as the fill cursor)
     assert!(
         nontree.len() < u32::MAX as usize,
         "more than 2^32 references"
     );
     let mut pred_off = vec![0u32; m + 1];
-    for &(t, _, _) in &nontree {
+    for &(t, _) in &nontree {
         pred_off[t as usize + 1] += 1;
     }
     for i in 0..m {
         pred_off[i + 1] += pred_off[i];
     }
-    let mut fill = pred_off.clone();
     let mut pred_src = vec![0u32; nontree.len()];
-    let mut pred_payload = vec![P::default(); nontree.len()];
-    for &(t, src, l) in &nontree {
-        let k = fill[t as usize] as usize;
-        pred_src[k] = src;
-        pred_payload[k] = l;
-        fill[t as usize] += 1;
+    for &(t, src) in &nontree {
+        let k = &mut pred_off[t as usize];
+        pred_src[*k as usize] = src;
+        *k += 1;
     }
-    drop((fill, nontree));
-    log::debug!("dominators: predecessors {:?}", t0.elapsed());
+    drop(nontree);
+    for i in (1..=m).rev() {
+        pred_off[i] = pred_off[i - 1];
+    }
+    pred_off[0] = 0;
     // semidominators, in reverse preorder; `label` and `ancestor` form the path-compressed forest
     let mut semi: Vec<u32> = (0..m as u32).collect();
     let mut label: Vec<u32> = (0..m as u32).collect();
@@ -148,8 +115,7 @@ pub fn semi_nca<P: Copy + Default>(
         semi[w] = s;
         ancestor[w] = parent[w];
     }
-    drop((label, ancestor, path));
-    log::debug!("dominators: semidominators {:?}", t0.elapsed());
+    drop((label, ancestor, path, pred_off, pred_src));
     // immediate dominators: the nearest ancestor of the parent at or above the semidominator (in place: `semi`
     // below w already holds immediate dominators)
     let mut idom = semi;
@@ -164,16 +130,8 @@ pub fn semi_nca<P: Copy + Default>(
         }
         idom[w] = x;
     }
-    log::debug!("dominators: idom {:?}", t0.elapsed());
-    Dom {
-        vertex,
-        idom,
-        parent,
-        tree,
-        pred_off,
-        pred_src,
-        pred_payload,
-    }
+    log::debug!("dominators: tree {:?}", t0.elapsed());
+    Dom { pre, vertex, idom }
 }
 
 /// The vertex with the least semidominator on the compressed path from `v` up to its forest root.

@@ -18,6 +18,8 @@ use rustc_hash::FxHashMap;
 use std::sync::Mutex;
 
 pub const NONE: u32 = u32::MAX;
+/// A size too big for 32 bits: the real one is in `Graph::big_sizes`.
+const BIG: u32 = u32::MAX;
 
 /// Node flags.
 pub const TRACKED: u8 = 1;
@@ -33,13 +35,17 @@ pub struct Graph<'a> {
     pub addr: Column<u64>,
     /// the node's type object, an index into `type_key` and `type_node` (NONE for virtual nodes)
     pub tyo: Column<u32>,
-    pub size: Column<u64>,
-    pub footprint: Column<u64>,
+    /// `sys.getsizeof` and footprint, `BIG` for objects of 4 GiB or more (then in `big_sizes`)
+    size: Column<u32>,
+    footprint: Column<u32>,
+    big_sizes: FxHashMap<u32, (u64, u64)>,
     pub flags: Column<u8>,
     /// virtual node names
     pub vname: Vec<String>,
-    /// outgoing edges of object nodes besides their class, CSR by node (`edge_start[v]..edge_start[v + 1]`)
-    edge_start: Column<u64>,
+    /// outgoing edges of object nodes besides their class, CSR by node (`edge_start(v)..edge_start(v + 1)`):
+    /// the low 32 bits of each start, and the nodes at which the high part grows by one
+    edge_start: Column<u32>,
+    edge_wraps: Vec<u32>,
     edge_to: Vec<u32>,
     edge_label: Column<Packed>,
     /// outgoing edges of virtual nodes
@@ -102,13 +108,35 @@ impl Graph<'_> {
             t => Some(self.type_node[t as usize]).filter(|&n| n != NONE),
         }
     }
+    /// `sys.getsizeof()` of object `v` (0 for virtual and static nodes).
+    #[inline]
+    pub fn size(&self, v: u32) -> u64 {
+        match self.size[v as usize] {
+            BIG => self.big_sizes.get(&v).map_or(0, |s| s.0),
+            s => s as u64,
+        }
+    }
+    /// Footprint of object `v` (0 for virtual and static nodes).
+    #[inline]
+    pub fn footprint(&self, v: u32) -> u64 {
+        match self.footprint[v as usize] {
+            BIG => self.big_sizes.get(&v).map_or(0, |s| s.1),
+            s => s as u64,
+        }
+    }
+    #[inline]
+    fn edge_start(&self, v: usize) -> usize {
+        let lo = self.edge_start[v] as usize;
+        if self.edge_wraps.is_empty() {
+            lo
+        } else {
+            (self.edge_wraps.partition_point(|&w| w as usize <= v) << 32) | lo
+        }
+    }
     /// Outgoing edges of object `v` other than its class: targets and packed labels.
     #[inline]
     pub fn object_edges(&self, v: u32) -> (&[u32], &[Packed]) {
-        let (s, e) = (
-            self.edge_start[v as usize] as usize,
-            self.edge_start[v as usize + 1] as usize,
-        );
+        let (s, e) = (self.edge_start(v as usize), self.edge_start(v as usize + 1));
         (&self.edge_to[s..e], &self.edge_label[s..e])
     }
     /// Calls `f` for every outgoing edge of `v` (an object's class first) with its packed label: `succ` without
@@ -267,20 +295,49 @@ fn resolve_name(ctx: &Ctx, kind: u8, a: u64) -> String {
     s.unwrap_or_else(|| "?".into())
 }
 
+/// Where a reference leads while the walk runs: the target's slot in the visited bitmap, in 32 bits unless the
+/// snapshot holds 32 GiB or more.
+trait Slot: Copy + Default + Send + Sync + 'static {
+    fn from_slot(s: u64) -> Self;
+    fn slot(self) -> u64;
+}
+
+impl Slot for u32 {
+    #[inline]
+    fn from_slot(s: u64) -> u32 {
+        s as u32
+    }
+    #[inline]
+    fn slot(self) -> u64 {
+        self as u64
+    }
+}
+
+impl Slot for u64 {
+    #[inline]
+    fn from_slot(s: u64) -> u64 {
+        s
+    }
+    #[inline]
+    fn slot(self) -> u64 {
+        self
+    }
+}
+
 /// Objects a walker thread collects before it claims their node numbers and copies them into the graph.
 const BATCH: usize = 4096;
 
 /// The graph's columns while the walk fills them, and the next free node and edge number.
-struct Shared {
+struct Shared<S> {
     claim: Mutex<(usize, usize)>,
     addr: ColumnWriter<u64>,
     tyo: ColumnWriter<u32>,
-    size: ColumnWriter<u64>,
-    fp: ColumnWriter<u64>,
+    size: ColumnWriter<u32>,
+    fp: ColumnWriter<u32>,
     flags: ColumnWriter<u8>,
     refcnt: ColumnWriter<u32>,
-    edge_start: ColumnWriter<u64>,
-    edge_addr: ColumnWriter<u64>,
+    edge_start: ColumnWriter<u32>,
+    edge_slot: ColumnWriter<S>,
     edge_label: ColumnWriter<Packed>,
     node_cap: usize,
     edge_cap: usize,
@@ -288,26 +345,28 @@ struct Shared {
 
 /// A walker thread's visitor: sizes, flags and labelled references (as addresses) of the objects it owns,
 /// copied into the graph's columns a batch at a time.
-struct Builder<'s> {
-    shared: &'s Shared,
+struct Builder<'s, S> {
+    shared: &'s Shared<S>,
     overflow: bool,
     addr: Vec<u64>,
     /// type objects by this thread's `Types` index
     tyo: Vec<u32>,
-    size: Vec<u64>,
-    fp: Vec<u64>,
+    size: Vec<u32>,
+    fp: Vec<u32>,
+    /// objects of 4 GiB or more: (address, size, footprint)
+    big: Vec<(u64, u64, u64)>,
     flags: Vec<u8>,
     refcnt: Vec<u32>,
-    /// end of each object's edges in `edge_addr`
-    edge_end: Vec<u64>,
-    edge_addr: Vec<u64>,
+    /// end of each object's edges in `edge_slot` (low 32 bits once claimed)
+    edge_end: Vec<u32>,
+    edge_slot: Vec<S>,
     edge_label: Vec<Packed>,
     /// (first node, count) of every batch this thread copied
     batches: Vec<(usize, usize)>,
 }
 
-impl<'s> Builder<'s> {
-    fn new(shared: &'s Shared) -> Builder<'s> {
+impl<'s, S: Slot> Builder<'s, S> {
+    fn new(shared: &'s Shared<S>) -> Builder<'s, S> {
         Builder {
             shared,
             overflow: false,
@@ -315,10 +374,11 @@ impl<'s> Builder<'s> {
             tyo: Vec::with_capacity(BATCH),
             size: Vec::with_capacity(BATCH),
             fp: Vec::with_capacity(BATCH),
+            big: vec![],
             flags: Vec::with_capacity(BATCH),
             refcnt: Vec::with_capacity(BATCH),
             edge_end: Vec::with_capacity(BATCH),
-            edge_addr: Vec::with_capacity(BATCH * 4),
+            edge_slot: Vec::with_capacity(BATCH * 4),
             edge_label: Vec::with_capacity(BATCH * 4),
             batches: vec![],
         }
@@ -326,7 +386,7 @@ impl<'s> Builder<'s> {
 
     /// Claim node and edge numbers for the batch and copy it into the columns.
     fn flush(&mut self) {
-        let (k, m) = (self.addr.len(), self.edge_addr.len());
+        let (k, m) = (self.addr.len(), self.edge_slot.len());
         if k == 0 {
             return;
         }
@@ -343,10 +403,10 @@ impl<'s> Builder<'s> {
             (nb, eb)
         };
         for e in self.edge_end.iter_mut() {
-            *e += eb as u64;
+            *e = e.wrapping_add(eb as u32);
         }
         // edge_end[i] is where node i's edges end, i.e. where node i + 1's start
-        let first = [eb as u64];
+        let first = [eb as u32];
         // SAFETY: nodes nb..nb+k and edges eb..eb+m were claimed by this thread alone under the lock; the columns
         // live until the walk's threads are joined.
         unsafe {
@@ -358,18 +418,14 @@ impl<'s> Builder<'s> {
             sh.refcnt.put(nb, &self.refcnt);
             sh.edge_start.put(nb, &first);
             sh.edge_start.put(nb + 1, &self.edge_end[..k - 1]);
-            sh.edge_addr.put(eb, &self.edge_addr);
+            sh.edge_slot.put(eb, &self.edge_slot);
             sh.edge_label.put(eb, &self.edge_label);
         }
         self.batches.push((nb, k));
-        for v in [
-            &mut self.addr,
-            &mut self.size,
-            &mut self.fp,
-            &mut self.edge_addr,
-        ] {
-            v.clear();
-        }
+        self.addr.clear();
+        self.edge_slot.clear();
+        self.size.clear();
+        self.fp.clear();
         self.tyo.clear();
         self.flags.clear();
         self.refcnt.clear();
@@ -378,7 +434,7 @@ impl<'s> Builder<'s> {
     }
 }
 
-impl Visit for Builder<'_> {
+impl<S: Slot> Visit for Builder<'_, S> {
     type Ref = (u64, Label);
     #[inline]
     fn object(&mut self, ctx: &Ctx, a: u64, ti: &super::types::TypeInfo, is_tracked: bool) {
@@ -391,23 +447,30 @@ impl Visit for Builder<'_> {
         };
         self.addr.push(a);
         self.tyo.push(ti.index);
-        self.size.push(size);
-        self.fp.push(fp);
+        if size >= BIG as u64 || fp >= BIG as u64 {
+            self.big.push((a, size, fp));
+            self.size.push(BIG);
+            self.fp.push(BIG);
+        } else {
+            self.size.push(size as u32);
+            self.fp.push(fp as u32);
+        }
         self.flags
             .push(if is_tracked { TRACKED } else { 0 } | if is_static { STATIC } else { 0 });
         self.refcnt.push(ctx.mem.u32(a).unwrap_or(0));
     }
     #[inline]
-    fn edge(&mut self, to: u64, label: Label) {
+    fn edge(&mut self, _to: u64, slot: u64, label: Label) {
         // the class is implied by the node's type
         if label != Label::Class {
-            self.edge_addr.push(to);
+            self.edge_slot.push(S::from_slot(slot));
             self.edge_label.push(Packed::pack(label));
         }
     }
     #[inline]
     fn done(&mut self) {
-        self.edge_end.push(self.edge_addr.len() as u64);
+        // batches hold a few thousand objects: their own edge counts fit in 32 bits
+        self.edge_end.push(self.edge_slot.len() as u32);
         if self.addr.len() >= BATCH {
             self.flush();
         }
@@ -514,6 +577,20 @@ fn code_label(ctx: &Ctx, code: u64) -> String {
     format!("{} ({base}:{line})", name.unwrap_or_else(|| "?".into()))
 }
 
+/// The nodes at which edge starts (kept as their low 32 bits, non-decreasing) pass a multiple of 2^32.
+fn wraps(starts: &[u32], total: usize) -> Vec<u32> {
+    let mut out = vec![];
+    if total >> 32 == 0 {
+        return out;
+    }
+    for v in 1..starts.len() {
+        if starts[v] < starts[v - 1] {
+            out.push(v as u32);
+        }
+    }
+    out
+}
+
 /// Objects whose reference count exceeds the references to them the graph holds (immortal and static objects
 /// excluded): something outside the heap, C code or the C stack, holds them.
 fn native_referrers(g: &Graph, refcnt: &[u32]) -> Vec<(u32, Label)> {
@@ -561,6 +638,252 @@ fn native_referrers(g: &Graph, refcnt: &[u32]) -> Vec<(u32, Label)> {
         })
         .map(|i| (i as u32, Label::Field("native")))
         .collect()
+}
+
+/// The objects of the heap as graph nodes (after the `first_object` virtual ones, whose edges are given by
+/// address or node), with their reference count; `S` holds a reference's target during the walk.
+#[allow(clippy::type_complexity)]
+fn objects<'a, S: Slot>(
+    ctx: &'a Ctx<'a>,
+    first_object: u32,
+    vname: Vec<String>,
+    vaddr_edges: Vec<Vec<(u64, Label)>>,
+    vvirt_edges: Vec<Vec<(u32, Label)>>,
+) -> Result<(Graph<'a>, Column<u32>, std::time::Instant), HeapError> {
+    let t0 = std::time::Instant::now();
+    // ---- objects: one walk, one thread per core (as the census), each copying what it finds into the columns
+    let mut tracked = vec![];
+    let gc_tracked = gc_objects(ctx, &mut tracked)?;
+    if gc_tracked == 0 {
+        return Err(HeapError::Invalid("the GC lists are empty".into()));
+    }
+    let visited = Visited::new(ctx);
+    tracked.retain(|&a| visited.insert(ctx, a));
+    let root_addrs: Vec<u64> = vaddr_edges.iter().flatten().map(|e| e.0).collect();
+    // objects are 8-byte aligned and at least 16 bytes long: the snapshot bounds how many there can be, and
+    // every reference is a pointer-sized word of some object, read once (decoders may add a few per object)
+    let words = (ctx.mem.total_bytes() / 8) as usize;
+    let node_cap = first_object as usize + words / 2 + 2;
+    let edge_cap = words * 2 + 1024;
+    let col =
+        |e: std::io::Error| HeapError::Invalid(format!("cannot reserve memory for the graph: {e}"));
+    let mut addr = Column::<u64>::reserve(node_cap).map_err(col)?;
+    let mut tyo = Column::<u32>::reserve(node_cap).map_err(col)?;
+    let mut size = Column::<u32>::reserve(node_cap).map_err(col)?;
+    let mut fp = Column::<u32>::reserve(node_cap).map_err(col)?;
+    let mut flags = Column::<u8>::reserve(node_cap).map_err(col)?;
+    let mut refcnt = Column::<u32>::reserve(node_cap).map_err(col)?;
+    let mut edge_start = Column::<u32>::reserve(node_cap).map_err(col)?;
+    let mut edge_slot = Column::<S>::reserve(edge_cap).map_err(col)?;
+    let mut edge_label = Column::<Packed>::reserve(edge_cap).map_err(col)?;
+    let shared = Shared {
+        claim: Mutex::new((first_object as usize, 0)),
+        addr: addr.writer(),
+        tyo: tyo.writer(),
+        size: size.writer(),
+        fp: fp.writer(),
+        flags: flags.writer(),
+        refcnt: refcnt.writer(),
+        edge_start: edge_start.writer(),
+        edge_slot: edge_slot.writer(),
+        edge_label: edge_label.writer(),
+        node_cap,
+        edge_cap,
+    };
+    let mut parts: Vec<Part<Builder<S>>> = traverse(ctx, &visited, &tracked, &root_addrs, |_| {
+        Builder::new(&shared)
+    });
+    for p in parts.iter_mut() {
+        p.visit.flush();
+    }
+    drop(tracked);
+    if parts.iter().any(|p| p.visit.overflow) {
+        return Err(HeapError::Invalid(
+            "the walk found more objects or references than the snapshot can hold".into(),
+        ));
+    }
+    let (n, n_edges) = *shared.claim.lock().unwrap_or_else(|e| e.into_inner());
+    let rejected: u64 = parts.iter().map(|p| p.rejected).sum();
+    addr.set_len(n);
+    size.set_len(n);
+    fp.set_len(n);
+    tyo.set_len(n);
+    refcnt.set_len(n);
+    flags.set_len(n);
+    edge_start.set_len(n + 1);
+    edge_start[n] = n_edges as u32;
+    for v in 0..first_object as usize {
+        tyo[v] = NONE;
+        flags[v] = VIRTUAL;
+    }
+    edge_slot.set_len(n_edges);
+    edge_label.set_len(n_edges);
+    log::debug!("graph: walk {:?}", t0.elapsed());
+
+    // ---- type objects: one number per type object across the threads' tables
+    let mut by_addr: FxHashMap<u64, u32> = FxHashMap::default();
+    let mut keys: FxHashMap<(String, String), u32> = FxHashMap::default();
+    let mut type_names: Vec<(String, String)> = vec![];
+    let mut type_kinds: Vec<Kind> = vec![];
+    let mut type_flags: Vec<u64> = vec![];
+    let mut type_key: Vec<u32> = vec![];
+    let mut type_addr: Vec<u64> = vec![];
+    for p in &parts {
+        let remap: Vec<u32> = p
+            .types
+            .infos
+            .iter()
+            .map(|ti| {
+                *by_addr.entry(ti.addr).or_insert_with(|| {
+                    let name = p.types.key_names[ti.key as usize].clone();
+                    let k = *keys.entry(name.clone()).or_insert_with(|| {
+                        type_names.push(name);
+                        type_kinds.push(ti.kind);
+                        type_flags.push(ti.flags);
+                        (type_names.len() - 1) as u32
+                    });
+                    type_key.push(k);
+                    type_addr.push(ti.addr);
+                    (type_key.len() - 1) as u32
+                })
+            })
+            .collect();
+        for &(first, count) in &p.visit.batches {
+            for t in tyo[first..first + count].iter_mut() {
+                *t = remap[*t as usize];
+            }
+        }
+    }
+
+    // ---- node numbers by address: the rank of an object's bit in `visited` -> its node
+    let ranks = visited.ranks();
+    let mut perm = vec![NONE; ranks.total];
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 8);
+    {
+        let w = ColumnWriter::for_slice(&mut perm);
+        let per = (n - first_object as usize).div_ceil(threads).max(1);
+        std::thread::scope(|s| {
+            for (c, part) in addr[first_object as usize..].chunks(per).enumerate() {
+                let ranks = &ranks;
+                s.spawn(move || {
+                    let base = first_object as usize + c * per;
+                    for (k, &a) in part.iter().enumerate() {
+                        if let Some(r) = ranks.rank(ctx, a) {
+                            // SAFETY: ranks of distinct marked addresses are distinct, so every slot is written
+                            // by one thread only; `perm` outlives the scope.
+                            unsafe { w.set(r as usize, (base + k) as u32) };
+                        }
+                    }
+                });
+            }
+        });
+    }
+    let node_of = |a: u64| -> u32 { ranks.rank(ctx, a).map(|r| perm[r as usize]).unwrap_or(NONE) };
+    let type_node: Vec<u32> = type_addr.iter().map(|&a| node_of(a)).collect();
+    let mut vedges: Vec<Vec<(u32, Label)>> = vvirt_edges;
+    for (v, es) in vaddr_edges.into_iter().enumerate() {
+        for (p, l) in es {
+            match node_of(p) {
+                NONE => {}
+                i => vedges[v].push((i, l)),
+            }
+        }
+    }
+    // edges: addresses -> nodes, in parallel slices
+    let mut edge_to = vec![0u32; n_edges];
+    let per = n_edges.div_ceil(threads).max(1);
+    let missing: usize = std::thread::scope(|s| {
+        let (ranks, perm) = (&ranks, &perm);
+        let handles: Vec<_> = edge_to
+            .chunks_mut(per)
+            .zip(edge_slot.chunks(per))
+            .map(|(to, from)| {
+                s.spawn(move || {
+                    let mut missing = 0;
+                    for (t, &a) in to.iter_mut().zip(from) {
+                        *t = ranks
+                            .rank_slot(a.slot())
+                            .map(|r| perm[r as usize])
+                            .unwrap_or(NONE);
+                        missing += (*t == NONE) as usize;
+                    }
+                    missing
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("graph thread panicked"))
+            .sum()
+    });
+    drop(edge_slot);
+    let big_sizes: FxHashMap<u32, (u64, u64)> = parts
+        .iter()
+        .flat_map(|p| p.visit.big.iter())
+        .map(|&(a, s, f)| (node_of(a), (s, f)))
+        .collect();
+    drop(perm);
+    drop(ranks);
+    drop(visited);
+    let mut edge_wraps = wraps(&edge_start, n_edges);
+    if missing > 0 {
+        // references to something marked but never visited (a torn copy): drop them
+        let full = |starts: &[u32], v: usize| -> usize {
+            (edge_wraps.partition_point(|&w| w as usize <= v) << 32) | starts[v] as usize
+        };
+        let mut w = 0usize;
+        let mut start = full(&edge_start, first_object as usize);
+        for v in first_object as usize..n {
+            let end = full(&edge_start, v + 1);
+            edge_start[v] = w as u32;
+            for e in start..end {
+                if edge_to[e] != NONE {
+                    edge_to[w] = edge_to[e];
+                    edge_label[w] = edge_label[e];
+                    w += 1;
+                }
+            }
+            start = end;
+        }
+        edge_start[n] = w as u32;
+        edge_to.truncate(w);
+        edge_label.set_len(w);
+        edge_wraps = wraps(&edge_start, w);
+    }
+    log::debug!("graph: numbered {:?}", t0.elapsed());
+    drop(parts);
+    let g = Graph {
+        first_object,
+        addr,
+        tyo,
+        size,
+        footprint: fp,
+        big_sizes,
+        flags,
+        vname,
+        edge_start,
+        edge_wraps,
+        edge_to,
+        edge_label,
+        vedges,
+        type_key,
+        type_node,
+        type_names,
+        type_kinds,
+        type_flags,
+        ctx,
+        context_only: vec![],
+        names: Mutex::new(FxHashMap::default()),
+        census: Census {
+            gc_tracked: gc_tracked as u64,
+            rejected_refs: rejected,
+            ..Default::default()
+        },
+    };
+    Ok((g, refcnt, t0))
 }
 
 /// Build the graph: objects, labelled references, virtual roots; then native referrers and unreachable cycles.
@@ -685,223 +1008,16 @@ pub fn build<'a>(ctx: &'a Ctx<'a>) -> Result<Graph<'a>, HeapError> {
     vvirt_edges[0].push((uv, Label::Text(uv)));
     let first_object = vname.len() as u32;
 
-    let t0 = std::time::Instant::now();
-    // ---- objects: one walk, one thread per core (as the census), each copying what it finds into the columns
-    let mut tracked = vec![];
-    let gc_tracked = gc_objects(ctx, &mut tracked)?;
-    if gc_tracked == 0 {
-        return Err(HeapError::Invalid("the GC lists are empty".into()));
-    }
-    let visited = Visited::new(ctx);
-    tracked.retain(|&a| visited.insert(ctx, a));
-    let root_addrs: Vec<u64> = vaddr_edges.iter().flatten().map(|e| e.0).collect();
-    // objects are 8-byte aligned and at least 16 bytes long: the snapshot bounds how many there can be, and
-    // every reference is a pointer-sized word of some object, read once (decoders may add a few per object)
-    let words = (ctx.mem.total_bytes() / 8) as usize;
-    let node_cap = first_object as usize + words / 2 + 2;
-    let edge_cap = words * 2 + 1024;
-    let col =
-        |e: std::io::Error| HeapError::Invalid(format!("cannot reserve memory for the graph: {e}"));
-    let mut addr = Column::<u64>::reserve(node_cap).map_err(col)?;
-    let mut tyo = Column::<u32>::reserve(node_cap).map_err(col)?;
-    let mut size = Column::<u64>::reserve(node_cap).map_err(col)?;
-    let mut fp = Column::<u64>::reserve(node_cap).map_err(col)?;
-    let mut flags = Column::<u8>::reserve(node_cap).map_err(col)?;
-    let mut refcnt = Column::<u32>::reserve(node_cap).map_err(col)?;
-    let mut edge_start = Column::<u64>::reserve(node_cap).map_err(col)?;
-    let mut edge_addr = Column::<u64>::reserve(edge_cap).map_err(col)?;
-    let mut edge_label = Column::<Packed>::reserve(edge_cap).map_err(col)?;
-    let shared = Shared {
-        claim: Mutex::new((first_object as usize, 0)),
-        addr: addr.writer(),
-        tyo: tyo.writer(),
-        size: size.writer(),
-        fp: fp.writer(),
-        flags: flags.writer(),
-        refcnt: refcnt.writer(),
-        edge_start: edge_start.writer(),
-        edge_addr: edge_addr.writer(),
-        edge_label: edge_label.writer(),
-        node_cap,
-        edge_cap,
-    };
-    let mut parts: Vec<Part<Builder>> = traverse(ctx, &visited, &tracked, &root_addrs, |_| {
-        Builder::new(&shared)
-    });
-    for p in parts.iter_mut() {
-        p.visit.flush();
-    }
-    drop(tracked);
-    if parts.iter().any(|p| p.visit.overflow) {
-        return Err(HeapError::Invalid(
-            "the walk found more objects or references than the snapshot can hold".into(),
-        ));
-    }
-    let (n, n_edges) = *shared.claim.lock().unwrap_or_else(|e| e.into_inner());
-    let rejected: u64 = parts.iter().map(|p| p.rejected).sum();
-    for c in [&mut addr, &mut size, &mut fp] {
-        c.set_len(n);
-    }
-    tyo.set_len(n);
-    refcnt.set_len(n);
-    flags.set_len(n);
-    edge_start.set_len(n + 1);
-    edge_start[n] = n_edges as u64;
-    for v in 0..first_object as usize {
-        tyo[v] = NONE;
-        flags[v] = VIRTUAL;
-    }
-    edge_addr.set_len(n_edges);
-    edge_label.set_len(n_edges);
-    log::debug!("graph: walk {:?}", t0.elapsed());
-
-    // ---- type objects: one number per type object across the threads' tables
-    let mut by_addr: FxHashMap<u64, u32> = FxHashMap::default();
-    let mut keys: FxHashMap<(String, String), u32> = FxHashMap::default();
-    let mut type_names: Vec<(String, String)> = vec![];
-    let mut type_kinds: Vec<Kind> = vec![];
-    let mut type_flags: Vec<u64> = vec![];
-    let mut type_key: Vec<u32> = vec![];
-    let mut type_addr: Vec<u64> = vec![];
-    for p in &parts {
-        let remap: Vec<u32> = p
-            .types
-            .infos
-            .iter()
-            .map(|ti| {
-                *by_addr.entry(ti.addr).or_insert_with(|| {
-                    let name = p.types.key_names[ti.key as usize].clone();
-                    let k = *keys.entry(name.clone()).or_insert_with(|| {
-                        type_names.push(name);
-                        type_kinds.push(ti.kind);
-                        type_flags.push(ti.flags);
-                        (type_names.len() - 1) as u32
-                    });
-                    type_key.push(k);
-                    type_addr.push(ti.addr);
-                    (type_key.len() - 1) as u32
-                })
-            })
-            .collect();
-        for &(first, count) in &p.visit.batches {
-            for t in tyo[first..first + count].iter_mut() {
-                *t = remap[*t as usize];
-            }
-        }
-    }
-
-    // ---- node numbers by address: the rank of an object's bit in `visited` -> its node
-    let ranks = visited.ranks();
-    let mut perm = vec![NONE; ranks.total];
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .clamp(1, 8);
-    {
-        let w = ColumnWriter::for_slice(&mut perm);
-        let per = (n - first_object as usize).div_ceil(threads).max(1);
-        std::thread::scope(|s| {
-            for (c, part) in addr[first_object as usize..].chunks(per).enumerate() {
-                let ranks = &ranks;
-                s.spawn(move || {
-                    let base = first_object as usize + c * per;
-                    for (k, &a) in part.iter().enumerate() {
-                        if let Some(r) = ranks.rank(ctx, a) {
-                            // SAFETY: ranks of distinct marked addresses are distinct, so every slot is written
-                            // by one thread only; `perm` outlives the scope.
-                            unsafe { w.set(r as usize, (base + k) as u32) };
-                        }
-                    }
-                });
-            }
-        });
-    }
-    let node_of = |a: u64| -> u32 { ranks.rank(ctx, a).map(|r| perm[r as usize]).unwrap_or(NONE) };
-    let type_node: Vec<u32> = type_addr.iter().map(|&a| node_of(a)).collect();
-    let mut vedges: Vec<Vec<(u32, Label)>> = vvirt_edges;
-    for (v, es) in vaddr_edges.into_iter().enumerate() {
-        for (p, l) in es {
-            match node_of(p) {
-                NONE => {}
-                i => vedges[v].push((i, l)),
-            }
-        }
-    }
-    // edges: addresses -> nodes, in parallel slices
-    let mut edge_to = vec![0u32; n_edges];
-    let per = n_edges.div_ceil(threads).max(1);
-    let missing: usize = std::thread::scope(|s| {
-        let node_of = &node_of;
-        let handles: Vec<_> = edge_to
-            .chunks_mut(per)
-            .zip(edge_addr.chunks(per))
-            .map(|(to, from)| {
-                s.spawn(move || {
-                    let mut missing = 0;
-                    for (t, &a) in to.iter_mut().zip(from) {
-                        *t = node_of(a);
-                        missing += (*t == NONE) as usize;
-                    }
-                    missing
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("graph thread panicked"))
-            .sum()
-    });
-    drop(edge_addr);
-    drop(perm);
-    drop(ranks);
-    drop(visited);
-    if missing > 0 {
-        // references to something marked but never visited (a torn copy): drop them
-        let mut w = 0usize;
-        let mut start = edge_start[first_object as usize] as usize;
-        for v in first_object as usize..n {
-            let end = edge_start[v + 1] as usize;
-            edge_start[v] = w as u64;
-            for e in start..end {
-                if edge_to[e] != NONE {
-                    edge_to[w] = edge_to[e];
-                    edge_label[w] = edge_label[e];
-                    w += 1;
-                }
-            }
-            start = end;
-        }
-        edge_start[n] = w as u64;
-        edge_to.truncate(w);
-        edge_label.set_len(w);
-    }
-    log::debug!("graph: numbered {:?}", t0.elapsed());
-    drop(parts);
-    let mut g = Graph {
-        first_object,
-        addr,
-        tyo,
-        size,
-        footprint: fp,
-        flags,
-        vname,
-        edge_start,
-        edge_to,
-        edge_label,
-        vedges,
-        type_key,
-        type_node,
-        type_names,
-        type_kinds,
-        type_flags,
-        ctx,
-        context_only: vec![],
-        names: Mutex::new(FxHashMap::default()),
-        census: Census {
-            gc_tracked: gc_tracked as u64,
-            rejected_refs: rejected,
-            ..Default::default()
-        },
+    let slots: u64 = ctx
+        .mem
+        .regions()
+        .iter()
+        .map(|r| (r.len() as u64).div_ceil(8 * 64) * 64)
+        .sum();
+    let (mut g, refcnt, t0) = if slots < u32::MAX as u64 {
+        objects::<u32>(ctx, first_object, vname, vaddr_edges, vvirt_edges)?
+    } else {
+        objects::<u64>(ctx, first_object, vname, vaddr_edges, vvirt_edges)?
     };
 
     // ---- native referrers (refcount beyond the references found), and at the same time on another core, the
@@ -993,8 +1109,8 @@ pub fn build<'a>(ctx: &'a Ctx<'a>) -> Result<Graph<'a>, HeapError> {
         }
         let t = &mut tallies[g.ty(i as u32) as usize];
         t.count += 1;
-        t.bytes += g.size[i];
-        t.footprint += g.footprint[i];
+        t.bytes += g.size(i as u32);
+        t.footprint += g.footprint(i as u32);
         t.tracked += (g.flags[i] & TRACKED != 0) as u64;
     }
     for (k, mut t) in tallies.into_iter().enumerate() {

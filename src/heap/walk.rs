@@ -14,25 +14,30 @@ use super::types::{TypeInfo, Types};
 use rustc_hash::FxHashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-/// One bit per 8-byte word of every snapshot region.
+/// One bit per 8-byte word of every snapshot region, in one array: region `r`'s bits start at `base[r]` (a
+/// multiple of 64), so an object's bit index (its "slot") is a dense number across the whole snapshot.
 pub(crate) struct Visited {
-    bits: Vec<Vec<AtomicU64>>,
+    bits: Vec<AtomicU64>,
+    base: Vec<u64>,
 }
 
 impl Visited {
     pub(crate) fn new(ctx: &Ctx) -> Visited {
-        Visited {
-            bits: ctx
-                .mem
-                .regions()
-                .iter()
-                .map(|r| {
-                    (0..r.len().div_ceil(8 * 64))
-                        .map(|_| AtomicU64::new(0))
-                        .collect()
-                })
-                .collect(),
+        let mut base = Vec::with_capacity(ctx.mem.regions().len());
+        let mut total = 0u64;
+        for r in ctx.mem.regions() {
+            base.push(total);
+            total += (r.len() as u64).div_ceil(8 * 64) * 64;
         }
+        Visited {
+            bits: (0..total / 64).map(|_| AtomicU64::new(0)).collect(),
+            base,
+        }
+    }
+    /// The slot of the word at `off` in region `region`.
+    #[inline]
+    pub(crate) fn slot(&self, region: usize, off: usize) -> u64 {
+        self.base[region] + (off / 8) as u64
     }
     /// Set the bit for `a`; false if it was already set or `a` is outside the snapshot.
     #[inline]
@@ -40,22 +45,20 @@ impl Visited {
         let Some((i, off)) = ctx.mem.locate(a) else {
             return false;
         };
-        self.insert_at(i, off)
+        self.insert_slot(self.slot(i, off))
     }
     #[inline]
-    fn contains(&self, region: usize, off: usize) -> bool {
-        let w = off / 8;
-        self.bits[region][w / 64].load(Ordering::Relaxed) & (1u64 << (w % 64)) != 0
+    fn contains_slot(&self, s: u64) -> bool {
+        self.bits[(s / 64) as usize].load(Ordering::Relaxed) & (1u64 << (s % 64)) != 0
     }
     #[inline]
-    fn insert_at(&self, region: usize, off: usize) -> bool {
-        let w = off / 8;
-        let m = 1u64 << (w % 64);
-        let slot = &self.bits[region][w / 64];
-        if slot.load(Ordering::Relaxed) & m != 0 {
+    fn insert_slot(&self, s: u64) -> bool {
+        let m = 1u64 << (s % 64);
+        let word = &self.bits[(s / 64) as usize];
+        if word.load(Ordering::Relaxed) & m != 0 {
             return false;
         }
-        slot.fetch_or(m, Ordering::Relaxed) & m == 0
+        word.fetch_or(m, Ordering::Relaxed) & m == 0
     }
 }
 
@@ -91,7 +94,7 @@ impl Ref for (u64, Label) {
 /// address order. Prefix counts per 64-bit word, so a rank is one lookup and one popcount.
 pub(crate) struct Ranks<'v> {
     visited: &'v Visited,
-    prefix: Vec<Vec<u32>>,
+    prefix: Vec<u32>,
     pub total: usize,
 }
 
@@ -101,15 +104,10 @@ impl Visited {
         let prefix = self
             .bits
             .iter()
-            .map(|words| {
-                words
-                    .iter()
-                    .map(|w| {
-                        let p = acc as u32;
-                        acc += w.load(Ordering::Relaxed).count_ones() as usize;
-                        p
-                    })
-                    .collect()
+            .map(|w| {
+                let p = acc as u32;
+                acc += w.load(Ordering::Relaxed).count_ones() as usize;
+                p
             })
             .collect();
         Ranks {
@@ -121,14 +119,19 @@ impl Visited {
 }
 
 impl Ranks<'_> {
+    /// The rank of the marked slot `s`, or None if it is not marked.
+    #[inline]
+    pub(crate) fn rank_slot(&self, s: u64) -> Option<u32> {
+        let i = (s / 64) as usize;
+        let word = self.visited.bits.get(i)?.load(Ordering::Relaxed);
+        let bit = 1u64 << (s % 64);
+        (word & bit != 0).then(|| self.prefix[i] + (word & (bit - 1)).count_ones())
+    }
     /// The rank of the marked object at `a`, or None if `a` is not marked.
     #[inline]
     pub(crate) fn rank(&self, ctx: &Ctx, a: u64) -> Option<u32> {
         let (r, off) = ctx.mem.locate(a)?;
-        let w = off / 8;
-        let word = self.visited.bits[r][w / 64].load(Ordering::Relaxed);
-        let bit = 1u64 << (w % 64);
-        (word & bit != 0).then(|| self.prefix[r][w / 64] + (word & (bit - 1)).count_ones())
+        self.rank_slot(self.visited.slot(r, off))
     }
 }
 
@@ -138,7 +141,7 @@ pub(crate) trait Visit: Send {
     type Ref: Ref;
     fn object(&mut self, ctx: &Ctx, a: u64, ti: &TypeInfo, is_tracked: bool);
     #[inline]
-    fn edge(&mut self, _to: u64, _label: Label) {}
+    fn edge(&mut self, _to: u64, _slot: u64, _label: Label) {}
     #[inline]
     fn done(&mut self) {}
 }
@@ -198,34 +201,35 @@ where
     let mut out: Vec<V::Ref> = Vec::with_capacity(1024);
     let mut items = Vec::new();
     let mut rejected = 0u64;
-    // whether `p` is an object (seen before, or validated now and queued)
-    let mut consider = |p: u64, work: &mut Vec<(u64, bool)>, types: &mut Types| -> bool {
+    // the slot of `p` if it is an object (seen before, or validated now and queued)
+    let mut consider = |p: u64, work: &mut Vec<(u64, bool)>, types: &mut Types| -> Option<u64> {
         if p == 0 || p & 7 != 0 {
-            return false;
+            return None;
         }
         let Some((region, off)) = ctx.mem.locate(p) else {
             rejected += 1;
-            return false;
+            return None;
         };
+        let slot = visited.slot(region, off);
         // most references lead to objects seen already (types, shared strings, small ints): check that first
-        if visited.contains(region, off) {
-            return true;
+        if visited.contains_slot(slot) {
+            return Some(slot);
         }
         let Some(hdr) = ctx.mem.regions()[region].data.as_slice().get(off..off + 16) else {
             rejected += 1;
-            return false;
+            return None;
         };
         let refcnt = u32::from_le_bytes(hdr[..4].try_into().unwrap());
         let t = u64::from_le_bytes(hdr[8..16].try_into().unwrap());
         // a live object has a non-zero refcount and a valid type
         if refcnt == 0 || types.get(ctx, t).is_none() {
             rejected += 1;
-            return false;
+            return None;
         }
-        if visited.insert_at(region, off) {
+        if visited.insert_slot(slot) {
             work.push((p, false));
         }
-        true
+        Some(slot)
     };
     for &p in root_refs {
         consider(p, &mut work, &mut types);
@@ -256,8 +260,8 @@ where
             out.add(t, Label::Class);
             refs(ctx, a, &ti, &mut out, &mut items);
             for &r in out.iter() {
-                if consider(r.addr(), &mut work, &mut types) {
-                    visit.edge(r.addr(), r.label());
+                if let Some(slot) = consider(r.addr(), &mut work, &mut types) {
+                    visit.edge(r.addr(), slot, r.label());
                 }
             }
             visit.done();

@@ -400,6 +400,17 @@ impl<T: Copy> ColumnWriter<T> {
         }
     }
 
+    /// Read one slot.
+    ///
+    /// # Safety
+    /// No other thread writes slot `i` meanwhile, and the column is still alive.
+    #[inline]
+    pub unsafe fn get(&self, i: usize) -> T {
+        assert!(i < self.cap, "column read beyond its capacity");
+        // SAFETY: in bounds (checked above); no concurrent writer per the caller's contract.
+        unsafe { self.ptr.add(i).read() }
+    }
+
     /// Write one slot.
     ///
     /// # Safety
