@@ -114,18 +114,21 @@ pub fn sanitize(s: &str) -> String {
         .collect()
 }
 
-/// The frame of node `v`, whose preorder number in the dominator tree is `w`.
-fn key_of(g: &Graph, d: &DomTree, v: u32, w: u32) -> Key {
+/// The frame of node `v`, whose preorder number in the dominator tree is `w`, and whether it is elided: a
+/// `__dict__` is shown as part of its owner (its bytes go to the owner's frame, its items below the owner).
+#[inline]
+fn frame_of(g: &Graph, d: &DomTree, v: u32, w: u32) -> (Key, bool) {
     if g.is_virtual(v) {
-        return (Some(Label::Text(v)), u32::MAX, true);
+        return ((Some(Label::Text(v)), u32::MAX, true), false);
     }
     let mut l = d.label_at(w);
+    let ty = g.ty(v);
     let p = d.idom_pre[w as usize];
-    if p == 0 && l.is_none() {
-        // dominated by no single root: reachable from several
-        l = Some(Label::Field("shared"));
-    }
+    let elided = l == Some(Label::Field("__dict__"))
+        && g.type_kinds[ty as usize] == crate::heap::types::Kind::Dict;
     match l {
+        // dominated by no single root: reachable from several
+        None if p == 0 => l = Some(Label::Field("shared")),
         // values of an object's __dict__ are its attributes
         Some(Label::StrKey(k))
             if p != u32::MAX && d.label_at(p) == Some(Label::Field("__dict__")) =>
@@ -136,14 +139,7 @@ fn key_of(g: &Graph, d: &DomTree, v: u32, w: u32) -> Key {
         Some(Label::OtherKey(_)) => l = Some(Label::OtherKey(0)),
         _ => {}
     }
-    (l, g.ty(v), false)
-}
-
-/// A `__dict__` is shown as part of its owner: its bytes go to the owner's frame, its items below the owner.
-fn elided(g: &Graph, d: &DomTree, v: u32, w: u32) -> bool {
-    !g.is_virtual(v)
-        && d.label_at(w) == Some(Label::Field("__dict__"))
-        && g.type_kinds[g.ty(v) as usize] == crate::heap::types::Kind::Dict
+    ((l, ty, false), elided)
 }
 
 /// Type key of frames that show an entry of `extra` (allocation sites) instead of a type.
@@ -181,15 +177,20 @@ fn frame_text(g: &Graph, key: &Key, extra: &[String]) -> String {
 
 /// Stacks by retaining path: every object's own size at its dominator-tree path.
 pub fn by_path(g: &Graph, d: &DomTree, opts: &FlameOptions) -> Stacks {
+    let t0 = std::time::Instant::now();
     let mut trie = Trie::new();
     // trie node of each dominator-tree node, by preorder number
     let mut at = vec![0u32; d.order.len()];
     let mut objects = 0;
     for (w, &v) in d.order.iter().enumerate().skip(1) {
+        // the per-node columns are read in dominator-tree order, far from node order: fetch ahead
+        if let Some(&ahead) = d.order.get(w + 16) {
+            g.prefetch(ahead);
+        }
         let w = w as u32;
         let pt = at[d.idom_pre[w as usize] as usize];
-        let key = key_of(g, d, v, w);
-        let t = if elided(g, d, v, w) {
+        let (key, elided) = frame_of(g, d, v, w);
+        let t = if elided {
             pt
         } else if pt != 0 && trie.key[pt as usize] == key {
             // a run of identical frames (a linked list, a deep tree): fold
@@ -208,6 +209,11 @@ pub fn by_path(g: &Graph, d: &DomTree, opts: &FlameOptions) -> Stacks {
             objects += 1;
         }
     }
+    log::debug!(
+        "stacks: trie of {} frames in {:?}",
+        trie.key.len(),
+        t0.elapsed()
+    );
     emit(g, &trie, opts, objects, &[])
 }
 
@@ -241,9 +247,8 @@ pub fn by_type(
         let mut n = 0;
         let mut prev: Option<Key> = None;
         while u != 0 && u != u32::MAX && n < depth {
-            let uv = d.order[u as usize];
-            let k = key_of(g, d, uv, u);
-            if prev != Some(k) && !elided(g, d, uv, u) {
+            let (k, elided) = frame_of(g, d, d.order[u as usize], u);
+            if prev != Some(k) && !elided {
                 t = trie.child(t, k);
                 n += 1;
             }

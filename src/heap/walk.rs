@@ -139,7 +139,8 @@ impl Ranks<'_> {
 /// leads to an object (its class first, labelled `Class`), then `done`.
 pub(crate) trait Visit: Send {
     type Ref: Ref;
-    fn object(&mut self, ctx: &Ctx, a: u64, ti: &TypeInfo, is_tracked: bool);
+    /// `refcnt`: the low 32 bits of the object's `ob_refcnt`
+    fn object(&mut self, ctx: &Ctx, a: u64, ti: &TypeInfo, is_tracked: bool, refcnt: u32);
     #[inline]
     fn edge(&mut self, _to: u64, _slot: u64, _label: Label) {}
     #[inline]
@@ -156,7 +157,7 @@ struct Tally {
 impl Visit for Tally {
     type Ref = u64;
     #[inline]
-    fn object(&mut self, ctx: &Ctx, a: u64, ti: &TypeInfo, is_tracked: bool) {
+    fn object(&mut self, ctx: &Ctx, a: u64, ti: &TypeInfo, is_tracked: bool, _refcnt: u32) {
         if ctx.is_static(a) {
             self.static_objects += 1;
             return;
@@ -249,12 +250,16 @@ where
             );
         }
         while let Some((a, is_tracked)) = work.pop() {
-            let Some(t) = ctx.u64(a + 8) else { continue };
+            let Some(hdr) = ctx.mem.bytes(a, 16) else {
+                continue;
+            };
+            let refcnt = u32::from_le_bytes(hdr[..4].try_into().unwrap());
+            let t = u64::from_le_bytes(hdr[8..16].try_into().unwrap());
             let Some(ti) = types.get(ctx, t) else {
                 continue;
             };
             let ti = types.infos[ti as usize].clone();
-            visit.object(ctx, a, &ti, is_tracked);
+            visit.object(ctx, a, &ti, is_tracked, refcnt);
             out.clear();
             // every object refers to its type
             out.add(t, Label::Class);
