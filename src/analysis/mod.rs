@@ -89,13 +89,18 @@ impl DomTree {
     pub fn new(g: &Graph, model: SizeModel) -> DomTree {
         let n = g.len();
         // context edges (class, globals, builtins) count only towards nodes reachable in no other way
-        let d = semi_nca(n, 0, |v, out: &mut Vec<u32>| {
-            g.for_each_succ(v, |t, l| {
-                if !l.is_context() || g.context_only(t) {
-                    out.push(t);
-                }
-            })
-        });
+        let d = semi_nca(
+            n,
+            0,
+            |v, out: &mut Vec<u32>| {
+                g.for_each_succ(v, |t, l| {
+                    if !l.is_context() || g.context_only(t) {
+                        out.push(t);
+                    }
+                })
+            },
+            |v| g.dominator_leaf(v),
+        );
         let t0 = std::time::Instant::now();
         // labels: every edge v -> t whose target v dominates immediately, one pass over the edges in node order
         // (on every core: only the thread scanning v writes the labels of the nodes v dominates); the first label

@@ -6,14 +6,17 @@ const NONE: u32 = u32::MAX;
 /// Immediate dominators of every node reachable from `root`; `NONE` for unreachable nodes and for the root.
 /// `succ(v, f)` calls `f` for every successor of `v`.
 pub fn dominators(n: usize, root: u32, succ: impl Fn(u32, &mut dyn FnMut(u32))) -> Vec<u32> {
-    semi_nca(n, root, |v, out| succ(v, &mut |w| out.push(w))).idom_by_node()
+    semi_nca(n, root, |v, out| succ(v, &mut |w| out.push(w)), |_| false).idom_by_node()
 }
 
 /// The same over a graph in compressed sparse rows: successors of `v` are `to[off[v]..off[v+1]]`.
 pub fn dominators_csr(n: usize, root: u32, off: &[u64], to: &[u32]) -> Vec<u32> {
-    semi_nca(n, root, |v, out| {
-        out.extend_from_slice(&to[off[v as usize] as usize..off[v as usize + 1] as usize])
-    })
+    semi_nca(
+        n,
+        root,
+        |v, out| out.extend_from_slice(&to[off[v as usize] as usize..off[v as usize + 1] as usize]),
+        |_| false,
+    )
     .idom_by_node()
 }
 
@@ -42,7 +45,15 @@ impl Dom {
 /// Semi-NCA over the graph that `succ(v, out)` describes (it appends `v`'s successors). One iterative
 /// depth-first search numbers the nodes and keeps only the non-tree edges as predecessors: most heap objects have
 /// a single referrer (their tree edge), and the semidominator pass evaluates paths only for the others.
-pub fn semi_nca(n: usize, root: u32, mut succ: impl FnMut(u32, &mut Vec<u32>)) -> Dom {
+///
+/// `leaf(v)` may say that `v` has exactly one incoming edge and no outgoing ones (an int or str held by one
+/// object): its dominator is its referrer, and it is numbered after all the others, outside the search.
+pub fn semi_nca(
+    n: usize,
+    root: u32,
+    mut succ: impl FnMut(u32, &mut Vec<u32>),
+    leaf: impl Fn(u32) -> bool,
+) -> Dom {
     let t0 = std::time::Instant::now();
     // depth-first search: successors are pushed in reverse so they are entered in order; a node already numbered
     // when its edge is considered makes that edge a non-tree edge: (target, source) in preorder numbers
@@ -52,6 +63,9 @@ pub fn semi_nca(n: usize, root: u32, mut succ: impl FnMut(u32, &mut Vec<u32>)) -
     let mut nontree: Vec<(u32, u32)> = vec![];
     let mut stack: Vec<(u32, u32)> = vec![(root, NONE)];
     let mut buf: Vec<u32> = vec![];
+    // leaves met, with their referrer's preorder number
+    let mut leaves: Vec<(u32, u32)> = vec![];
+    const LEAF: u32 = NONE - 1;
     while let Some((w, pp)) = stack.pop() {
         let pw = pre[w as usize];
         if pw != NONE {
@@ -66,7 +80,12 @@ pub fn semi_nca(n: usize, root: u32, mut succ: impl FnMut(u32, &mut Vec<u32>)) -
         succ(w, &mut buf);
         for &x in buf.iter().rev() {
             match pre[x as usize] {
+                NONE if leaf(x) => {
+                    pre[x as usize] = LEAF;
+                    leaves.push((x, i));
+                }
                 NONE => stack.push((x, i)),
+                LEAF => debug_assert!(false, "leaf {x} has a second referrer"),
                 px => nontree.push((px, i)),
             }
         }
@@ -130,7 +149,16 @@ pub fn semi_nca(n: usize, root: u32, mut succ: impl FnMut(u32, &mut Vec<u32>)) -
         }
         idom[w] = x;
     }
-    log::debug!("dominators: tree {:?}", t0.elapsed());
+    for (k, &(x, ip)) in leaves.iter().enumerate() {
+        pre[x as usize] = (m + k) as u32;
+        vertex.push(x);
+        idom.push(ip);
+    }
+    log::debug!(
+        "dominators: tree {:?} ({} leaves outside the search)",
+        t0.elapsed(),
+        leaves.len()
+    );
     Dom { pre, vertex, idom }
 }
 
@@ -266,6 +294,37 @@ mod tests {
                 }
             });
             assert_eq!(got, brute(n, &adj, 0), "case {case}: {adj:?}");
+        }
+    }
+
+    #[test]
+    fn leaves_outside_the_search_change_nothing() {
+        let mut seed = 0x853c49e6748fea9bu64;
+        let mut rnd = |m: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % m
+        };
+        for case in 0..300 {
+            let n = 2 + rnd(40) as usize;
+            let mut adj = vec![vec![]; n];
+            for _ in 0..rnd((n * 2) as u64) {
+                let a = rnd(n as u64) as u32;
+                let b = rnd(n as u64) as u32;
+                adj[a as usize].push(b);
+            }
+            let mut indeg = vec![0; n];
+            for e in adj.iter().flatten() {
+                indeg[*e as usize] += 1;
+            }
+            let leaf = |v: u32| v != 0 && indeg[v as usize] == 1 && adj[v as usize].is_empty();
+            let d = semi_nca(n, 0, |v, out| out.extend_from_slice(&adj[v as usize]), leaf);
+            assert_eq!(d.idom_by_node(), brute(n, &adj, 0), "case {case}: {adj:?}");
+            // every dominator is numbered before the nodes it dominates
+            for (w, &i) in d.idom.iter().enumerate().skip(1) {
+                assert!((i as usize) < w, "case {case}");
+            }
         }
     }
 

@@ -46,7 +46,7 @@ pub struct Graph<'a> {
     /// the low 32 bits of each start, and the nodes at which the high part grows by one
     edge_start: Column<u32>,
     edge_wraps: Vec<u32>,
-    edge_to: Vec<u32>,
+    edge_to: Column<u32>,
     edge_label: Column<Packed>,
     /// outgoing edges of virtual nodes
     vedges: Vec<Vec<(u32, Label)>>,
@@ -61,6 +61,8 @@ pub struct Graph<'a> {
     pub type_flags: Vec<u64>,
     /// nodes reachable from the roots only through context edges
     context_only: Vec<bool>,
+    /// references to each node other than context edges, counted up to 2
+    referrers: Vec<u8>,
     /// names resolved on first use: (kind, address) -> text
     names: Mutex<FxHashMap<(u8, u64), String>>,
     /// objects on the GC lists, and references that led to no valid object
@@ -221,6 +223,20 @@ impl Graph<'_> {
         self.context_only[v as usize]
     }
 
+    /// Whether `v` is a leaf of the graph the dominator tree is built over: an object with one referrer (not
+    /// counting context edges), reachable without context edges, that refers to nothing but its class (and its
+    /// class is reachable without context edges too).
+    #[inline]
+    pub fn dominator_leaf(&self, v: u32) -> bool {
+        !self.is_virtual(v)
+            && self.referrers[v as usize] == 1
+            && !self.context_only[v as usize]
+            && self.edge_start(v as usize) == self.edge_start(v as usize + 1)
+            && self
+                .class_node(v)
+                .is_none_or(|c| !self.context_only[c as usize])
+    }
+
     /// Outgoing edges of `v`, an object's class first.
     pub fn succ(&self, v: u32) -> impl Iterator<Item = (u32, Label)> + '_ {
         let (virt, class, to, labels): (&[(u32, Label)], _, &[u32], &[Packed]) =
@@ -356,12 +372,79 @@ fn resolve_name(ctx: &Ctx, kind: u8, a: u64) -> String {
 trait Slot: Copy + Default + Send + Sync + 'static {
     fn from_slot(s: u64) -> Self;
     fn slot(self) -> u64;
+    /// The references' target nodes, `node(slot)` for every slot of `col`.
+    fn into_nodes(
+        col: Column<Self>,
+        threads: usize,
+        node: &(impl Fn(u64) -> u32 + Sync),
+        missing: &mut usize,
+    ) -> std::io::Result<Column<u32>>;
+}
+
+/// Turn each slot of `from` into `node(slot)`, on `threads` threads, counting the NONE results in `missing`;
+/// 32-bit slots are replaced in place.
+fn slots_to_nodes<S: Slot>(
+    from: &[S],
+    to: &mut [u32],
+    threads: usize,
+    node: &(impl Fn(u64) -> u32 + Sync),
+    missing: &mut usize,
+) {
+    let per = from.len().div_ceil(threads).max(1);
+    *missing = std::thread::scope(|s| {
+        let handles: Vec<_> = to
+            .chunks_mut(per)
+            .zip(from.chunks(per))
+            .map(|(to, from)| {
+                s.spawn(move || {
+                    let mut missing = 0;
+                    for (t, &a) in to.iter_mut().zip(from) {
+                        *t = node(a.slot());
+                        missing += (*t == NONE) as usize;
+                    }
+                    missing
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("graph thread panicked"))
+            .sum()
+    });
 }
 
 impl Slot for u32 {
     #[inline]
     fn from_slot(s: u64) -> u32 {
         s as u32
+    }
+    fn into_nodes(
+        mut col: Column<u32>,
+        threads: usize,
+        node: &(impl Fn(u64) -> u32 + Sync),
+        missing: &mut usize,
+    ) -> std::io::Result<Column<u32>> {
+        let per = col.len().div_ceil(threads).max(1);
+        *missing = std::thread::scope(|s| {
+            let handles: Vec<_> = col
+                .chunks_mut(per)
+                .map(|part| {
+                    s.spawn(move || {
+                        let mut missing = 0;
+                        for t in part.iter_mut() {
+                            *t = node(*t as u64);
+                            missing += (*t == NONE) as usize;
+                        }
+                        missing
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("graph thread panicked"))
+                .sum()
+        });
+        Ok(col)
     }
     #[inline]
     fn slot(self) -> u64 {
@@ -373,6 +456,17 @@ impl Slot for u64 {
     #[inline]
     fn from_slot(s: u64) -> u64 {
         s
+    }
+    fn into_nodes(
+        col: Column<u64>,
+        threads: usize,
+        node: &(impl Fn(u64) -> u32 + Sync),
+        missing: &mut usize,
+    ) -> std::io::Result<Column<u32>> {
+        let mut to = Column::<u32>::reserve(col.len())?;
+        to.set_len(col.len());
+        slots_to_nodes(&col, &mut to, threads, node, missing);
+        Ok(to)
     }
     #[inline]
     fn slot(self) -> u64 {
@@ -656,13 +750,19 @@ fn wraps(starts: &[u32], total: usize) -> Vec<u32> {
 
 /// Objects whose reference count exceeds the references to them the graph holds (immortal and static objects
 /// excluded): something outside the heap, C code or the C stack, holds them.
-fn native_referrers(g: &Graph, refcnt: &[u32]) -> Vec<(u32, Label)> {
+///
+/// Also counts each node's referrers through edges other than context edges, up to 2 (see `Graph::referrers`).
+fn native_referrers(g: &Graph, refcnt: &[u32]) -> (Vec<(u32, Label)>, Vec<u8>) {
     let ctx = g.ctx;
     let n = g.len();
     let first_object = g.first_object as usize;
     let mut indeg = vec![0u32; n];
+    let mut referrers = vec![0u8; n];
     for es in &g.vedges {
         for &(t, l) in es {
+            if !l.is_context() {
+                referrers[t as usize] = referrers[t as usize].saturating_add(1).min(2);
+            }
             // the interned tables (<= 3.11) and borrowed frame fields hold no reference count
             if l != Label::Field("internal") && !l.is_borrowed(ctx.minor) {
                 indeg[t as usize] = indeg[t as usize].saturating_add(1);
@@ -681,7 +781,10 @@ fn native_referrers(g: &Graph, refcnt: &[u32]) -> Vec<(u32, Label)> {
     }
     drop(instances);
     for (&t, &l) in g.edge_to.iter().zip(g.edge_label.iter()) {
-        if !(ctx.minor >= 11 && l.is_context() && l.unpack().is_borrowed(ctx.minor)) {
+        if !l.is_context() {
+            indeg[t as usize] = indeg[t as usize].saturating_add(1);
+            referrers[t as usize] = referrers[t as usize].saturating_add(1).min(2);
+        } else if !(ctx.minor >= 11 && l.unpack().is_borrowed(ctx.minor)) {
             indeg[t as usize] = indeg[t as usize].saturating_add(1);
         }
     }
@@ -694,13 +797,14 @@ fn native_referrers(g: &Graph, refcnt: &[u32]) -> Vec<(u32, Label)> {
             false
         }
     };
-    (first_object..n)
+    let native = (first_object..n)
         .filter(|&i| {
             let rc = refcnt[i];
             g.flags[i] & STATIC == 0 && !immortal(rc) && rc > indeg[i]
         })
         .map(|i| (i as u32, Label::Field("native")))
-        .collect()
+        .collect();
+    (native, referrers)
 }
 
 /// The objects of the heap as graph nodes (after the `first_object` virtual ones, whose edges are given by
@@ -855,34 +959,11 @@ fn objects<'a, S: Slot>(
             }
         }
     }
-    // edges: addresses -> nodes, in parallel slices
-    let mut edge_to = vec![0u32; n_edges];
-    let per = n_edges.div_ceil(threads).max(1);
-    let missing: usize = std::thread::scope(|s| {
-        let (ranks, perm) = (&ranks, &perm);
-        let handles: Vec<_> = edge_to
-            .chunks_mut(per)
-            .zip(edge_slot.chunks(per))
-            .map(|(to, from)| {
-                s.spawn(move || {
-                    let mut missing = 0;
-                    for (t, &a) in to.iter_mut().zip(from) {
-                        *t = ranks
-                            .rank_slot(a.slot())
-                            .map(|r| perm[r as usize])
-                            .unwrap_or(NONE);
-                        missing += (*t == NONE) as usize;
-                    }
-                    missing
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("graph thread panicked"))
-            .sum()
-    });
-    drop(edge_slot);
+    // edges: slots -> nodes, in parallel slices (in place when slots are 32-bit)
+    let mut missing = 0usize;
+    let node_of_slot = |s: u64| ranks.rank_slot(s).map(|r| perm[r as usize]).unwrap_or(NONE);
+    let mut edge_to =
+        S::into_nodes(edge_slot, threads, &node_of_slot, &mut missing).map_err(col)?;
     let big_sizes: FxHashMap<u32, (u64, u64)> = parts
         .iter()
         .flat_map(|p| p.visit.big.iter())
@@ -912,7 +993,7 @@ fn objects<'a, S: Slot>(
             start = end;
         }
         edge_start[n] = w as u32;
-        edge_to.truncate(w);
+        edge_to.set_len(w);
         edge_label.set_len(w);
         edge_wraps = wraps(&edge_start, w);
     }
@@ -939,6 +1020,7 @@ fn objects<'a, S: Slot>(
         type_flags,
         ctx,
         context_only: vec![],
+        referrers: vec![],
         names: Mutex::new(FxHashMap::default()),
         gc_tracked: gc_tracked as u64,
         rejected_refs: rejected,
@@ -1105,7 +1187,7 @@ pub fn build<'a>(ctx: &'a Ctx<'a>) -> Result<Graph<'a>, HeapError> {
                 });
             }
         };
-    let native = std::thread::scope(|s| {
+    let (native, mut referrers) = std::thread::scope(|s| {
         let gr = &g;
         let h = s.spawn(move || native_referrers(gr, &refcnt));
         reach[0] = STRONG;
@@ -1114,6 +1196,7 @@ pub fn build<'a>(ctx: &'a Ctx<'a>) -> Result<Graph<'a>, HeapError> {
         h.join().expect("graph thread panicked")
     });
     for &(v, _) in &native {
+        referrers[v as usize] = referrers[v as usize].saturating_add(1).min(2);
         if reach[v as usize] == UNSEEN {
             reach[v as usize] = STRONG;
             stack.push(v);
@@ -1144,6 +1227,7 @@ pub fn build<'a>(ctx: &'a Ctx<'a>) -> Result<Graph<'a>, HeapError> {
         .collect();
     // the unreachable root reaches its nodes, and through them without context edges perhaps some more
     for &(u, _) in &unreached {
+        referrers[u as usize] = referrers[u as usize].saturating_add(1).min(2);
         reach[u as usize] = STRONG;
         stack.push(u);
     }
@@ -1157,6 +1241,7 @@ pub fn build<'a>(ctx: &'a Ctx<'a>) -> Result<Graph<'a>, HeapError> {
     }
     g.vedges[uv as usize] = unreached;
     g.context_only = reach.iter().map(|&r| r == WEAK).collect();
+    g.referrers = referrers;
     drop(reach);
 
     log::debug!("graph: unreachable {:?}", t0.elapsed());
