@@ -288,7 +288,12 @@ pub fn run(cli: Cli) -> Result<()> {
             };
             let (stacks, meta) = snapshot::with_heap(attach.pid, &attach.options(), |ctx| {
                 let t = std::time::Instant::now();
-                let g = graph::build(ctx)?;
+                // by path, nothing is read from the objects' memory once the graph is built
+                let g = if by == By::Path {
+                    graph::build_releasing(ctx)?
+                } else {
+                    graph::build(ctx)?
+                };
                 log::info!("graph: {} nodes in {:?}", g.len(), t.elapsed());
                 let t = std::time::Instant::now();
                 let d = if by == By::Alloc {

@@ -63,7 +63,9 @@ pub struct Graph<'a> {
     context_only: Vec<bool>,
     /// references to each node other than context edges, counted up to 2
     referrers: Vec<u8>,
-    /// names resolved on first use: (kind, address) -> text
+    /// names resolved on first use: (kind, address) -> text; all of them, read before the heap part of the
+    /// snapshot was released, when `released`
+    released: bool,
     names: Mutex<FxHashMap<(u8, u64), String>>,
     /// objects on the GC lists, and references that led to no valid object
     gc_tracked: u64,
@@ -254,9 +256,15 @@ impl Graph<'_> {
 
     /// The text of a name label (str or C string in the target, or a dict key), read on first use.
     pub fn name(&self, kind: u8, addr: u64) -> String {
-        self.names
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        let mut names = self.names.lock().unwrap_or_else(|e| e.into_inner());
+        if self.released {
+            // the objects' memory is gone: only names read before can be given
+            return names
+                .get(&(kind, addr))
+                .cloned()
+                .unwrap_or_else(|| "?".into());
+        }
+        names
             .entry((kind, addr))
             .or_insert_with(|| resolve_name(self.ctx, kind, addr))
             .clone()
@@ -748,6 +756,56 @@ fn wraps(starts: &[u32], total: usize) -> Vec<u32> {
     out
 }
 
+/// The text of every name among these labels (dict keys, attribute, variable and module names), each read once:
+/// distinct addresses are found with one bit per snapshot word, on every core, behind a small cache of the last
+/// addresses seen (the same attribute names and keys label most references).
+fn label_names(ctx: &Ctx, labels: &[Packed], extra: &[Label]) -> FxHashMap<(u8, u64), String> {
+    // kinds 0 (str) and 2 (other keys) are objects, so one address has one kind; C strings (kind 1) are few
+    let seen = Visited::new(ctx);
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 8);
+    let per = labels.len().div_ceil(threads).max(1);
+    let scan = |part: &mut dyn Iterator<Item = Label>| -> Vec<(u8, u64)> {
+        let mut out = vec![];
+        let mut recent = [u64::MAX; 64];
+        for l in part {
+            let Some((kind, a)) = l.name_ref() else {
+                continue;
+            };
+            let slot = &mut recent[((a >> 4) ^ (a >> 10)) as usize & 63];
+            if *slot == a {
+                continue;
+            }
+            *slot = a;
+            if kind == 1 || seen.insert(ctx, a) {
+                out.push((kind, a));
+            }
+        }
+        out
+    };
+    let mut found = scan(&mut extra.iter().copied());
+    let parts: Vec<Vec<(u8, u64)>> = std::thread::scope(|s| {
+        let handles: Vec<_> = labels
+            .chunks(per)
+            .map(|part| {
+                let scan = &scan;
+                s.spawn(move || scan(&mut part.iter().filter(|p| p.has_name()).map(|p| p.unpack())))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("graph thread panicked"))
+            .collect()
+    });
+    found.extend(parts.into_iter().flatten());
+    found
+        .into_iter()
+        .map(|(kind, a)| ((kind, a), resolve_name(ctx, kind, a)))
+        .collect()
+}
+
 /// Objects whose reference count exceeds the references to them the graph holds (immortal and static objects
 /// excluded): something outside the heap, C code or the C stack, holds them.
 ///
@@ -816,6 +874,7 @@ fn objects<'a, S: Slot>(
     vname: Vec<String>,
     vaddr_edges: Vec<Vec<(u64, Label)>>,
     vvirt_edges: Vec<Vec<(u32, Label)>>,
+    release: bool,
 ) -> Result<(Graph<'a>, Column<u32>, std::time::Instant), HeapError> {
     let t0 = std::time::Instant::now();
     // ---- objects: one walk, one thread per core (as the census), each copying what it finds into the columns
@@ -886,6 +945,26 @@ fn objects<'a, S: Slot>(
     edge_slot.set_len(n_edges);
     edge_label.set_len(n_edges);
     log::debug!("graph: walk {:?}", t0.elapsed());
+    // everything the graph needs from the objects' memory is read: keep the names that label references, and let
+    // the heap part of the snapshot go, so that what follows reuses its pages instead of faulting in fresh ones
+    let names = if release {
+        let extra: Vec<Label> = vaddr_edges.iter().flatten().map(|e| e.1).collect();
+        let names = label_names(ctx, &edge_label, &extra);
+        let keep = &ctx.images;
+        let released = ctx.mem.release(|r| {
+            let i = keep.partition_point(|im| im.1 <= r.start);
+            i < keep.len() && keep[i].0 < r.end()
+        });
+        log::debug!(
+            "graph: {} names kept, {} MiB of the snapshot released, {:?}",
+            names.len(),
+            released >> 20,
+            t0.elapsed()
+        );
+        Some(names)
+    } else {
+        None
+    };
 
     // ---- type objects: one number per type object across the threads' tables
     let mut by_addr: FxHashMap<u64, u32> = FxHashMap::default();
@@ -1021,7 +1100,8 @@ fn objects<'a, S: Slot>(
         ctx,
         context_only: vec![],
         referrers: vec![],
-        names: Mutex::new(FxHashMap::default()),
+        released: names.is_some(),
+        names: Mutex::new(names.unwrap_or_default()),
         gc_tracked: gc_tracked as u64,
         rejected_refs: rejected,
     };
@@ -1030,6 +1110,18 @@ fn objects<'a, S: Slot>(
 
 /// Build the graph: objects, labelled references, virtual roots; then native referrers and unreachable cycles.
 pub fn build<'a>(ctx: &'a Ctx<'a>) -> Result<Graph<'a>, HeapError> {
+    build_with(ctx, false)
+}
+
+/// Build the graph, and once the walk has read what it needs from the objects' memory, release the heap part of
+/// the snapshot (keeping the names that label references, and the interpreter's own images). Only for callers
+/// that read nothing more from the snapshot afterwards (the flamegraph by retaining path): the released regions
+/// read as zeros.
+pub fn build_releasing<'a>(ctx: &'a Ctx<'a>) -> Result<Graph<'a>, HeapError> {
+    build_with(ctx, true)
+}
+
+fn build_with<'a>(ctx: &'a Ctx<'a>, release: bool) -> Result<Graph<'a>, HeapError> {
     // ---- virtual nodes and their (address) edges
     let mut vname: Vec<String> = vec!["all".into()];
     let mut vaddr_edges: Vec<Vec<(u64, Label)>> = vec![vec![]];
@@ -1157,9 +1249,9 @@ pub fn build<'a>(ctx: &'a Ctx<'a>) -> Result<Graph<'a>, HeapError> {
         .map(|r| (r.len() as u64).div_ceil(8 * 64) * 64)
         .sum();
     let (mut g, refcnt, t0) = if slots < u32::MAX as u64 {
-        objects::<u32>(ctx, first_object, vname, vaddr_edges, vvirt_edges)?
+        objects::<u32>(ctx, first_object, vname, vaddr_edges, vvirt_edges, release)?
     } else {
-        objects::<u64>(ctx, first_object, vname, vaddr_edges, vvirt_edges)?
+        objects::<u64>(ctx, first_object, vname, vaddr_edges, vvirt_edges, release)?
     };
 
     // ---- native referrers (refcount beyond the references found), and at the same time on another core, the

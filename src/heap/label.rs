@@ -53,6 +53,17 @@ impl Label {
 
 impl Label {
     /// References that hold no reference count: an interpreter frame (3.11+) only borrows its globals and builtins.
+    /// The name this label shows, by address and kind as `Graph::name` takes them (0: a str object, 1: a C string,
+    /// 2: a dict key of another type).
+    pub fn name_ref(&self) -> Option<(u8, u64)> {
+        match *self {
+            Label::StrKey(a) | Label::Attr(a) | Label::Local(a) | Label::Module(a) => Some((0, a)),
+            Label::CAttr(a) => Some((1, a)),
+            Label::OtherKey(a) if a != 0 => Some((2, a)),
+            _ => None,
+        }
+    }
+
     pub fn is_borrowed(&self, minor: u8) -> bool {
         minor >= 11 && matches!(self, Label::Field("f_globals" | "f_builtins"))
     }
@@ -79,6 +90,12 @@ impl Packed {
     #[inline]
     pub fn is_absent(self) -> bool {
         self == Packed::ABSENT
+    }
+
+    /// Whether the label names something by address (`Label::name_ref`), without unpacking it.
+    #[inline]
+    pub fn has_name(self) -> bool {
+        matches!(self.0 >> 60, 4..=7 | 9 | 10)
     }
 
     /// `Label::is_context` without unpacking labels that cannot be context.

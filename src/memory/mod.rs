@@ -143,6 +143,30 @@ impl Snapshot {
         &self.regions
     }
 
+    /// Give back to the kernel the memory of every region `keep` refuses (large, mapped regions only); returns the
+    /// bytes released. Those regions read as zeros afterwards: only for a caller that has read all it needs from
+    /// them. (The pages are not written through any reference: the kernel replaces them with zero pages.)
+    pub fn release(&self, keep: impl Fn(&Region) -> bool) -> u64 {
+        let mut total = 0;
+        for r in &self.regions {
+            if let RegionData::Mmap(m) = &r.data
+                && !keep(r)
+            {
+                // SAFETY: the mapping is ours for as long as `self` lives; MADV_DONTNEED drops its private pages,
+                // after which they read as zeros. No slice into it is held across this call.
+                unsafe {
+                    libc::madvise(
+                        m.as_ptr() as *mut libc::c_void,
+                        m.len(),
+                        libc::MADV_DONTNEED,
+                    );
+                }
+                total += m.len() as u64;
+            }
+        }
+        total
+    }
+
     /// Total bytes held.
     pub fn total_bytes(&self) -> u64 {
         self.regions.iter().map(|r| r.len() as u64).sum()
