@@ -27,14 +27,21 @@ impl Default for FlameOptions {
 /// A frame's identity: how it is referred to, and what it is.
 type Key = (Option<Label>, u32, bool);
 
-struct Trie {
-    key: Vec<Key>,
-    parent: Vec<u32>,
-    bytes: Vec<u64>,
-    count: Vec<u64>,
+/// One frame of the trie, kept together: the loops read a frame's key, depth and run and add to its bytes and
+/// count for every object.
+#[derive(Clone, Copy)]
+struct Frame {
+    key: Key,
+    parent: u32,
+    depth: u32,
     /// longest run of identical frames folded into this one
-    run: Vec<u32>,
-    depth: Vec<u32>,
+    run: u32,
+    bytes: u64,
+    count: u64,
+}
+
+struct Trie {
+    f: Vec<Frame>,
     map: FxHashMap<(u32, Key), u32>,
     /// the last children looked up under each node: siblings repeat (a list's items, an object's attributes),
     /// and this spares hashing a key per object
@@ -47,12 +54,14 @@ const NO_KEY: (Key, u32) = ((None, u32::MAX, true), u32::MAX);
 impl Trie {
     fn new() -> Trie {
         Trie {
-            key: vec![(None, u32::MAX, true)],
-            parent: vec![u32::MAX],
-            bytes: vec![0],
-            count: vec![0],
-            run: vec![1],
-            depth: vec![0],
+            f: vec![Frame {
+                key: (None, u32::MAX, true),
+                parent: u32::MAX,
+                depth: 0,
+                run: 1,
+                bytes: 0,
+                count: 0,
+            }],
             map: FxHashMap::default(),
             recent: vec![[NO_KEY; RECENT]],
         }
@@ -67,13 +76,16 @@ impl Trie {
             recent[0] = (key, c);
             return c;
         }
-        let c = self.key.len() as u32;
-        self.key.push(key);
-        self.parent.push(parent);
-        self.bytes.push(0);
-        self.count.push(0);
-        self.run.push(1);
-        self.depth.push(self.depth[parent as usize] + 1);
+        let c = self.f.len() as u32;
+        let depth = self.f[parent as usize].depth + 1;
+        self.f.push(Frame {
+            key,
+            parent,
+            depth,
+            run: 1,
+            bytes: 0,
+            count: 0,
+        });
         self.recent.push([NO_KEY; RECENT]);
         self.map.insert((parent, key), c);
         let recent = &mut self.recent[parent as usize];
@@ -183,35 +195,31 @@ pub fn by_path(g: &Graph, d: &DomTree, opts: &FlameOptions) -> Stacks {
     let mut at = vec![0u32; d.order.len()];
     let mut objects = 0;
     for (w, &v) in d.order.iter().enumerate().skip(1) {
-        // the per-node columns are read in dominator-tree order, far from node order: fetch ahead
-        if let Some(&ahead) = d.order.get(w + 16) {
-            g.prefetch(ahead);
-        }
         let w = w as u32;
         let pt = at[d.idom_pre[w as usize] as usize];
         let (key, elided) = frame_of(g, d, v, w);
         let t = if elided {
             pt
-        } else if pt != 0 && trie.key[pt as usize] == key {
+        } else if pt != 0 && trie.f[pt as usize].key == key {
             // a run of identical frames (a linked list, a deep tree): fold
-            let run = &mut trie.run[pt as usize];
+            let run = &mut trie.f[pt as usize].run;
             *run = run.saturating_add(1);
             pt
-        } else if trie.depth[pt as usize] as usize >= opts.max_depth {
+        } else if trie.f[pt as usize].depth as usize >= opts.max_depth {
             pt
         } else {
             trie.child(pt, key)
         };
         at[w as usize] = t;
-        trie.bytes[t as usize] += d.own(g, v);
+        trie.f[t as usize].bytes += d.own(g, v);
         if !g.is_virtual(v) && g.flags[v as usize] & crate::heap::graph::STATIC == 0 {
-            trie.count[t as usize] += 1;
+            trie.f[t as usize].count += 1;
             objects += 1;
         }
     }
     log::debug!(
         "stacks: trie of {} frames in {:?}",
-        trie.key.len(),
+        trie.f.len(),
         t0.elapsed()
     );
     emit(g, &trie, opts, objects, &[])
@@ -255,8 +263,8 @@ pub fn by_type(
             prev = Some(k);
             u = d.idom_pre[u as usize];
         }
-        trie.bytes[t as usize] += own;
-        trie.count[t as usize] += 1;
+        trie.f[t as usize].bytes += own;
+        trie.f[t as usize].count += 1;
         objects += 1;
     }
     let mut extra: Vec<String> = sites.map(|s| s.1.to_vec()).unwrap_or_default();
@@ -265,12 +273,12 @@ pub fn by_type(
 }
 
 fn emit(g: &Graph, trie: &Trie, opts: &FlameOptions, objects: u64, extra: &[String]) -> Stacks {
-    let n = trie.key.len();
+    let n = trie.f.len();
     // subtree totals (children always come after parents)
-    let mut total = trie.bytes.clone();
-    let mut tcount = trie.count.clone();
+    let mut total: Vec<u64> = trie.f.iter().map(|f| f.bytes).collect();
+    let mut tcount: Vec<u64> = trie.f.iter().map(|f| f.count).collect();
     for i in (1..n).rev() {
-        let p = trie.parent[i] as usize;
+        let p = trie.f[i].parent as usize;
         total[p] += total[i];
         tcount[p] += tcount[i];
     }
@@ -281,15 +289,15 @@ fn emit(g: &Graph, trie: &Trie, opts: &FlameOptions, objects: u64, extra: &[Stri
     kept[0] = true;
     let mut value = vec![0u64; n];
     for i in 0..n {
-        let p = trie.parent.get(i).copied().unwrap_or(u32::MAX);
+        let p = trie.f[i].parent;
         if i > 0 {
             kept[i] = kept[p as usize] && total[i] >= min.max(1);
         }
         let mut k = i;
         while !kept[k] {
-            k = trie.parent[k] as usize;
+            k = trie.f[k].parent as usize;
         }
-        value[k] += trie.bytes[i];
+        value[k] += trie.f[i].bytes;
     }
     let mut texts: Vec<Option<String>> = vec![None; n];
     let mut lines = vec![];
@@ -301,17 +309,17 @@ fn emit(g: &Graph, trie: &Trie, opts: &FlameOptions, objects: u64, extra: &[Stri
         let mut k = i;
         while k != 0 {
             if texts[k].is_none() {
-                let mut s = frame_text(g, &trie.key[k], extra);
-                if trie.run[k] > 1 {
-                    s.push_str(&format!(" (run of {})", trie.run[k]));
+                let mut s = frame_text(g, &trie.f[k].key, extra);
+                if trie.f[k].run > 1 {
+                    s.push_str(&format!(" (run of {})", trie.f[k].run));
                 }
-                if tcount[k] > 1 && !trie.key[k].2 {
+                if tcount[k] > 1 && !trie.f[k].key.2 {
                     s.push_str(&format!(" ×{}", tcount[k]));
                 }
                 texts[k] = Some(sanitize(&s));
             }
             frames.push(texts[k].clone().unwrap());
-            k = trie.parent[k] as usize;
+            k = trie.f[k].parent as usize;
         }
         frames.reverse();
         lines.push((frames, value[i]));

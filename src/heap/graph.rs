@@ -148,26 +148,6 @@ impl Graph<'_> {
         c
     }
 
-    /// Ask the CPU to fetch node `v`'s type, sizes and flags into its caches (a loop over nodes in an order far
-    /// from their numbering calls this some iterations ahead).
-    #[inline]
-    pub fn prefetch(&self, v: u32) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-            let v = v as usize;
-            if v < self.tyo.len() {
-                // SAFETY: SSE is part of the x86_64 baseline; a prefetch is a hint that never faults.
-                unsafe {
-                    _mm_prefetch::<_MM_HINT_T0>(self.tyo[v..].as_ptr() as *const i8);
-                    _mm_prefetch::<_MM_HINT_T0>(self.size[v..].as_ptr() as *const i8);
-                    _mm_prefetch::<_MM_HINT_T0>(self.footprint[v..].as_ptr() as *const i8);
-                    _mm_prefetch::<_MM_HINT_T0>(self.flags[v..].as_ptr() as *const i8);
-                }
-            }
-        }
-    }
-
     /// `sys.getsizeof()` of object `v` (0 for virtual and static nodes).
     #[inline]
     pub fn size(&self, v: u32) -> u64 {
