@@ -1090,7 +1090,17 @@ fn objects<'a, S: Slot>(
 
 /// Build the graph: objects, labelled references, virtual roots; then native referrers and unreachable cycles.
 pub fn build<'a>(ctx: &'a Ctx<'a>) -> Result<Graph<'a>, HeapError> {
-    build_with(ctx, false)
+    build_with(ctx, BuildOptions::default())
+}
+
+/// How `build_with` builds the graph.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BuildOptions {
+    /// Release the heap part of the snapshot once the walk is done (see `build_releasing`).
+    pub release: bool,
+    /// Hold references during the walk in 64-bit slots, as for snapshots of 32 GiB or more, whatever the size
+    /// (so that tests exercise that path on small heaps).
+    pub wide_slots: bool,
 }
 
 /// Build the graph, and once the walk has read what it needs from the objects' memory, release the heap part of
@@ -1098,10 +1108,17 @@ pub fn build<'a>(ctx: &'a Ctx<'a>) -> Result<Graph<'a>, HeapError> {
 /// that read nothing more from the snapshot afterwards (the flamegraph by retaining path): the released regions
 /// read as zeros.
 pub fn build_releasing<'a>(ctx: &'a Ctx<'a>) -> Result<Graph<'a>, HeapError> {
-    build_with(ctx, true)
+    build_with(
+        ctx,
+        BuildOptions {
+            release: true,
+            ..Default::default()
+        },
+    )
 }
 
-fn build_with<'a>(ctx: &'a Ctx<'a>, release: bool) -> Result<Graph<'a>, HeapError> {
+pub fn build_with<'a>(ctx: &'a Ctx<'a>, opts: BuildOptions) -> Result<Graph<'a>, HeapError> {
+    let release = opts.release;
     // ---- virtual nodes and their (address) edges
     let mut vname: Vec<String> = vec!["all".into()];
     let mut vaddr_edges: Vec<Vec<(u64, Label)>> = vec![vec![]];
@@ -1228,7 +1245,7 @@ fn build_with<'a>(ctx: &'a Ctx<'a>, release: bool) -> Result<Graph<'a>, HeapErro
         .iter()
         .map(|r| (r.len() as u64).div_ceil(8 * 64) * 64)
         .sum();
-    let (mut g, refcnt, t0) = if slots < u32::MAX as u64 {
+    let (mut g, refcnt, t0) = if slots < u32::MAX as u64 && !opts.wide_slots {
         objects::<u32>(ctx, first_object, vname, vaddr_edges, vvirt_edges, release)?
     } else {
         objects::<u64>(ctx, first_object, vname, vaddr_edges, vvirt_edges, release)?
@@ -1318,4 +1335,30 @@ fn build_with<'a>(ctx: &'a Ctx<'a>, release: bool) -> Result<Graph<'a>, HeapErro
 
     log::debug!("graph: unreachable {:?}", t0.elapsed());
     Ok(g)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wraps;
+
+    #[test]
+    fn edge_starts_past_four_billion() {
+        // full starts 0, 10, 2^32 - 1, 2^32 + 5, 2^32 + 5, 2^33 + 1 kept as their low 32 bits
+        let full: [u64; 6] = [
+            0,
+            10,
+            (1 << 32) - 1,
+            (1 << 32) + 5,
+            (1 << 32) + 5,
+            (1 << 33) + 1,
+        ];
+        let lo: Vec<u32> = full.iter().map(|&f| f as u32).collect();
+        let w = wraps(&lo, (1 << 33) + 1);
+        assert_eq!(w, vec![3, 5]);
+        for (v, &f) in full.iter().enumerate() {
+            let got = ((w.partition_point(|&x| x as usize <= v) as u64) << 32) | lo[v] as u64;
+            assert_eq!(got, f, "node {v}");
+        }
+        assert!(wraps(&lo[..3], 11).is_empty());
+    }
 }
