@@ -26,11 +26,11 @@ fn nodes(g: &Graph) -> Nodes {
         .map(|v| {
             let mut edges: Vec<(u64, String)> = g
                 .succ(v)
-                .map(|(t, l)| (g.addr[t as usize], g.render_label(l)))
+                .map(|(t, l)| (g.addr(t), g.render_label(l)))
                 .collect();
             edges.sort();
             (
-                g.addr[v as usize],
+                g.addr(v),
                 (
                     g.type_label(v),
                     g.size(v),

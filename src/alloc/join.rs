@@ -81,7 +81,7 @@ pub fn join(g: &Graph, t: &Traces) -> Join {
             continue;
         }
         let key = g.ty(v) as usize;
-        let a = g.addr[v as usize];
+        let a = g.addr(v);
         let f = g.type_flags[key];
         j.total_objects += 1;
         j.total_bytes += g.size(v);

@@ -19,7 +19,7 @@ pub fn shortest_paths(g: &Graph, target: &Target, limit: usize) -> Vec<Vec<Strin
             return false;
         }
         match target {
-            Target::Address(a) => g.addr[v as usize] == *a,
+            Target::Address(a) => g.addr(v) == *a,
             Target::Type(t) => {
                 let (m, name) = &g.type_names[g.ty(v) as usize];
                 name == t || format!("{m}.{name}") == *t

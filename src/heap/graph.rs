@@ -32,7 +32,10 @@ pub struct Graph<'a> {
     /// Nodes `[0, first_object)` are virtual; node 0 is the root of everything. Objects follow in the order the
     /// walk found them.
     pub first_object: u32,
-    pub addr: Column<u64>,
+    /// each object's slot in the walk's visited bitmap (its address, see `addr`), 32 or 64 bits wide
+    slots: Slots,
+    /// (first slot, start address) of every snapshot region, by slot
+    slot_regions: Vec<(u64, u64)>,
     /// the node's type object, an index into `type_key` and `type_node` (NONE for virtual nodes)
     pub tyo: Column<u32>,
     /// `sys.getsizeof` and footprint, `BIG` for objects of 4 GiB or more (then in `big_sizes`)
@@ -79,10 +82,10 @@ pub const ROOT_UNREACHABLE: &str = "unreachable (garbage awaiting collection)";
 
 impl Graph<'_> {
     pub fn len(&self) -> usize {
-        self.addr.len()
+        self.tyo.len()
     }
     pub fn is_empty(&self) -> bool {
-        self.addr.is_empty()
+        self.tyo.is_empty()
     }
     /// The walk context the graph was built from (its snapshot is still alive).
     pub fn ctx(&self) -> &Ctx<'_> {
@@ -98,6 +101,19 @@ impl Graph<'_> {
     pub fn is_virtual(&self, v: u32) -> bool {
         v < self.first_object
     }
+    /// Address of object `v` in the target (0 for virtual nodes).
+    pub fn addr(&self, v: u32) -> u64 {
+        if self.is_virtual(v) {
+            return 0;
+        }
+        let s = match &self.slots {
+            Slots::Narrow(c) => c[v as usize] as u64,
+            Slots::Wide(c) => c[v as usize],
+        };
+        let i = self.slot_regions.partition_point(|r| r.0 <= s) - 1;
+        self.slot_regions[i].1 + (s - self.slot_regions[i].0) * 8
+    }
+
     /// Type key of object `v` (index into `type_names`), NONE for virtual nodes.
     #[inline]
     pub fn ty(&self, v: u32) -> u32 {
@@ -355,11 +371,18 @@ fn resolve_name(ctx: &Ctx, kind: u8, a: u64) -> String {
     s.unwrap_or_else(|| "?".into())
 }
 
+/// Objects' slots, kept as the walk held them.
+enum Slots {
+    Narrow(Column<u32>),
+    Wide(Column<u64>),
+}
+
 /// Where a reference leads while the walk runs: the target's slot in the visited bitmap, in 32 bits unless the
 /// snapshot holds 32 GiB or more.
 trait Slot: Copy + Default + Send + Sync + 'static {
     fn from_slot(s: u64) -> Self;
     fn slot(self) -> u64;
+    fn keep(col: Column<Self>) -> Slots;
     /// The references' target nodes, `node(slot)` for every slot of `col`.
     fn into_nodes(
         col: Column<Self>,
@@ -406,6 +429,9 @@ impl Slot for u32 {
     fn from_slot(s: u64) -> u32 {
         s as u32
     }
+    fn keep(col: Column<u32>) -> Slots {
+        Slots::Narrow(col)
+    }
     fn into_nodes(
         mut col: Column<u32>,
         threads: usize,
@@ -445,6 +471,9 @@ impl Slot for u64 {
     fn from_slot(s: u64) -> u64 {
         s
     }
+    fn keep(col: Column<u64>) -> Slots {
+        Slots::Wide(col)
+    }
     fn into_nodes(
         col: Column<u64>,
         threads: usize,
@@ -468,7 +497,7 @@ const BATCH: usize = 4096;
 /// The graph's columns while the walk fills them, and the next free node and edge number.
 struct Shared<S> {
     claim: Mutex<(usize, usize)>,
-    addr: ColumnWriter<u64>,
+    slot: ColumnWriter<S>,
     tyo: ColumnWriter<u32>,
     size: ColumnWriter<u32>,
     fp: ColumnWriter<u32>,
@@ -486,7 +515,7 @@ struct Shared<S> {
 struct Builder<'s, S> {
     shared: &'s Shared<S>,
     overflow: bool,
-    addr: Vec<u64>,
+    slot: Vec<S>,
     /// type objects by this thread's `Types` index
     tyo: Vec<u32>,
     size: Vec<u32>,
@@ -508,7 +537,7 @@ impl<'s, S: Slot> Builder<'s, S> {
         Builder {
             shared,
             overflow: false,
-            addr: Vec::with_capacity(BATCH),
+            slot: Vec::with_capacity(BATCH),
             tyo: Vec::with_capacity(BATCH),
             size: Vec::with_capacity(BATCH),
             fp: Vec::with_capacity(BATCH),
@@ -524,7 +553,7 @@ impl<'s, S: Slot> Builder<'s, S> {
 
     /// Claim node and edge numbers for the batch and copy it into the columns.
     fn flush(&mut self) {
-        let (k, m) = (self.addr.len(), self.edge_slot.len());
+        let (k, m) = (self.slot.len(), self.edge_slot.len());
         if k == 0 {
             return;
         }
@@ -548,7 +577,7 @@ impl<'s, S: Slot> Builder<'s, S> {
         // SAFETY: nodes nb..nb+k and edges eb..eb+m were claimed by this thread alone under the lock; the columns
         // live until the walk's threads are joined.
         unsafe {
-            sh.addr.put(nb, &self.addr);
+            sh.slot.put(nb, &self.slot);
             sh.tyo.put(nb, &self.tyo);
             sh.size.put(nb, &self.size);
             sh.fp.put(nb, &self.fp);
@@ -560,7 +589,7 @@ impl<'s, S: Slot> Builder<'s, S> {
             sh.edge_label.put(eb, &self.edge_label);
         }
         self.batches.push((nb, k));
-        self.addr.clear();
+        self.slot.clear();
         self.edge_slot.clear();
         self.size.clear();
         self.fp.clear();
@@ -579,6 +608,7 @@ impl<S: Slot> Visit for Builder<'_, S> {
         &mut self,
         ctx: &Ctx,
         a: u64,
+        slot: u64,
         ti: &super::types::TypeInfo,
         is_tracked: bool,
         refcnt: u32,
@@ -590,7 +620,7 @@ impl<S: Slot> Visit for Builder<'_, S> {
             let s = getsizeof(ctx, a, ti);
             (s, footprint(ctx, a, ti, s))
         };
-        self.addr.push(a);
+        self.slot.push(S::from_slot(slot));
         self.tyo.push(ti.index);
         if size >= BIG as u64 || fp >= BIG as u64 {
             self.big.push((a, size, fp));
@@ -616,7 +646,7 @@ impl<S: Slot> Visit for Builder<'_, S> {
     fn done(&mut self) {
         // batches hold a few thousand objects: their own edge counts fit in 32 bits
         self.edge_end.push(self.edge_slot.len() as u32);
-        if self.addr.len() >= BATCH {
+        if self.slot.len() >= BATCH {
             self.flush();
         }
     }
@@ -873,7 +903,7 @@ fn objects<'a, S: Slot>(
     let edge_cap = words * 2 + 1024;
     let col =
         |e: std::io::Error| HeapError::Invalid(format!("cannot reserve memory for the graph: {e}"));
-    let mut addr = Column::<u64>::reserve(node_cap).map_err(col)?;
+    let mut slot = Column::<S>::reserve(node_cap).map_err(col)?;
     let mut tyo = Column::<u32>::reserve(node_cap).map_err(col)?;
     let mut size = Column::<u32>::reserve(node_cap).map_err(col)?;
     let mut fp = Column::<u32>::reserve(node_cap).map_err(col)?;
@@ -884,7 +914,7 @@ fn objects<'a, S: Slot>(
     let mut edge_label = Column::<Packed>::reserve(edge_cap).map_err(col)?;
     let shared = Shared {
         claim: Mutex::new((first_object as usize, 0)),
-        addr: addr.writer(),
+        slot: slot.writer(),
         tyo: tyo.writer(),
         size: size.writer(),
         fp: fp.writer(),
@@ -910,7 +940,7 @@ fn objects<'a, S: Slot>(
     }
     let (n, n_edges) = *shared.claim.lock().unwrap_or_else(|e| e.into_inner());
     let rejected: u64 = parts.iter().map(|p| p.rejected).sum();
-    addr.set_len(n);
+    slot.set_len(n);
     size.set_len(n);
     fp.set_len(n);
     tyo.set_len(n);
@@ -992,12 +1022,12 @@ fn objects<'a, S: Slot>(
         let w = ColumnWriter::for_slice(&mut perm);
         let per = (n - first_object as usize).div_ceil(threads).max(1);
         std::thread::scope(|s| {
-            for (c, part) in addr[first_object as usize..].chunks(per).enumerate() {
+            for (c, part) in slot[first_object as usize..].chunks(per).enumerate() {
                 let ranks = &ranks;
                 s.spawn(move || {
                     let base = first_object as usize + c * per;
                     for (k, &a) in part.iter().enumerate() {
-                        if let Some(r) = ranks.rank(ctx, a) {
+                        if let Some(r) = ranks.rank_slot(a.slot()) {
                             // SAFETY: ranks of distinct marked addresses are distinct, so every slot is written
                             // by one thread only; `perm` outlives the scope.
                             unsafe { w.set(r as usize, (base + k) as u32) };
@@ -1030,6 +1060,12 @@ fn objects<'a, S: Slot>(
         .collect();
     drop(perm);
     drop(ranks);
+    let slot_regions: Vec<(u64, u64)> = visited
+        .bases()
+        .iter()
+        .zip(ctx.mem.regions())
+        .map(|(&b, r)| (b, r.start))
+        .collect();
     drop(visited);
     let mut edge_wraps = wraps(&edge_start, n_edges);
     if missing > 0 {
@@ -1060,7 +1096,8 @@ fn objects<'a, S: Slot>(
     drop(parts);
     let g = Graph {
         first_object,
-        addr,
+        slots: S::keep(slot),
+        slot_regions,
         tyo,
         size,
         footprint: fp,

@@ -34,6 +34,10 @@ impl Visited {
             base,
         }
     }
+    /// The first slot of each region (regions in address order).
+    pub(crate) fn bases(&self) -> &[u64] {
+        &self.base
+    }
     /// The slot of the word at `off` in region `region`.
     #[inline]
     pub(crate) fn slot(&self, region: usize, off: usize) -> u64 {
@@ -139,8 +143,16 @@ impl Ranks<'_> {
 /// leads to an object (its class first, labelled `Class`), then `done`.
 pub(crate) trait Visit: Send {
     type Ref: Ref;
-    /// `refcnt`: the low 32 bits of the object's `ob_refcnt`
-    fn object(&mut self, ctx: &Ctx, a: u64, ti: &TypeInfo, is_tracked: bool, refcnt: u32);
+    /// `slot`: the object's slot in the visited bitmap; `refcnt`: the low 32 bits of its `ob_refcnt`
+    fn object(
+        &mut self,
+        ctx: &Ctx,
+        a: u64,
+        slot: u64,
+        ti: &TypeInfo,
+        is_tracked: bool,
+        refcnt: u32,
+    );
     #[inline]
     fn edge(&mut self, _to: u64, _slot: u64, _label: Label) {}
     #[inline]
@@ -157,7 +169,15 @@ struct Tally {
 impl Visit for Tally {
     type Ref = u64;
     #[inline]
-    fn object(&mut self, ctx: &Ctx, a: u64, ti: &TypeInfo, is_tracked: bool, _refcnt: u32) {
+    fn object(
+        &mut self,
+        ctx: &Ctx,
+        a: u64,
+        _slot: u64,
+        ti: &TypeInfo,
+        is_tracked: bool,
+        _refcnt: u32,
+    ) {
         if ctx.is_static(a) {
             self.static_objects += 1;
             return;
@@ -250,7 +270,10 @@ where
             );
         }
         while let Some((a, is_tracked)) = work.pop() {
-            let Some(hdr) = ctx.mem.bytes(a, 16) else {
+            let Some((region, off)) = ctx.mem.locate(a) else {
+                continue;
+            };
+            let Some(hdr) = ctx.mem.regions()[region].data.as_slice().get(off..off + 16) else {
                 continue;
             };
             let refcnt = u32::from_le_bytes(hdr[..4].try_into().unwrap());
@@ -259,7 +282,7 @@ where
                 continue;
             };
             let ti = types.infos[ti as usize].clone();
-            visit.object(ctx, a, &ti, is_tracked, refcnt);
+            visit.object(ctx, a, visited.slot(region, off), &ti, is_tracked, refcnt);
             out.clear();
             // every object refers to its type
             out.add(t, Label::Class);
