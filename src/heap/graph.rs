@@ -14,7 +14,7 @@ use super::size::{footprint, getsizeof};
 use super::types::{Kind, Types};
 use super::walk::{Part, Visit, Visited, traverse};
 use crate::memory::huge::{Column, ColumnWriter};
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::sync::Mutex;
 
 pub const NONE: u32 = u32::MAX;
@@ -92,12 +92,6 @@ impl Graph<'_> {
         self.ctx
     }
 
-    /// Number of edges (object and virtual, classes included).
-    pub fn edge_count(&self) -> usize {
-        self.edge_to.len()
-            + (self.len() - self.first_object as usize)
-            + self.vedges.iter().map(|e| e.len()).sum::<usize>()
-    }
     pub fn is_virtual(&self, v: u32) -> bool {
         v < self.first_object
     }
@@ -563,7 +557,9 @@ impl<'s, S: Slot> Builder<'s, S> {
             let (nb, eb) = *c;
             // one slot stays free at the end of the node columns for the last edge end
             if nb + k >= sh.node_cap || eb + m > sh.edge_cap {
+                // a torn or corrupt snapshot: stop collecting (the walk still ends), report once joined
                 self.overflow = true;
+                self.clear();
                 return;
             }
             *c = (nb + k, eb + m);
@@ -589,6 +585,10 @@ impl<'s, S: Slot> Builder<'s, S> {
             sh.edge_label.put(eb, &self.edge_label);
         }
         self.batches.push((nb, k));
+        self.clear();
+    }
+
+    fn clear(&mut self) {
         self.slot.clear();
         self.edge_slot.clear();
         self.size.clear();
@@ -613,6 +613,9 @@ impl<S: Slot> Visit for Builder<'_, S> {
         is_tracked: bool,
         refcnt: u32,
     ) {
+        if self.overflow {
+            return;
+        }
         let is_static = ctx.is_static(a);
         let (size, fp) = if is_static {
             (0, 0)
@@ -637,13 +640,16 @@ impl<S: Slot> Visit for Builder<'_, S> {
     #[inline]
     fn edge(&mut self, _to: u64, slot: u64, label: Label) {
         // the class is implied by the node's type
-        if label != Label::Class {
+        if label != Label::Class && !self.overflow {
             self.edge_slot.push(S::from_slot(slot));
             self.edge_label.push(Packed::pack(label));
         }
     }
     #[inline]
     fn done(&mut self) {
+        if self.overflow {
+            return;
+        }
         // batches hold a few thousand objects: their own edge counts fit in 32 bits
         self.edge_end.push(self.edge_slot.len() as u32);
         if self.slot.len() >= BATCH {
@@ -767,36 +773,31 @@ fn wraps(starts: &[u32], total: usize) -> Vec<u32> {
 }
 
 /// The text of every name among these labels (dict keys, attribute, variable and module names), each read once:
-/// distinct addresses are found with one bit per snapshot word, on every core, behind a small cache of the last
-/// addresses seen (the same attribute names and keys label most references).
+/// on every core, behind a small cache of the last addresses seen (the same attribute names and keys label most
+/// references).
 fn label_names(ctx: &Ctx, labels: &[Packed], extra: &[Label]) -> FxHashMap<(u8, u64), String> {
-    // kinds 0 (str) and 2 (other keys) are objects, so one address has one kind; C strings (kind 1) are few
-    let seen = Visited::new(ctx);
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
         .clamp(1, 8);
     let per = labels.len().div_ceil(threads).max(1);
-    let scan = |part: &mut dyn Iterator<Item = Label>| -> Vec<(u8, u64)> {
-        let mut out = vec![];
+    let scan = |part: &mut dyn Iterator<Item = Label>| -> FxHashSet<(u8, u64)> {
+        let mut out = FxHashSet::default();
         let mut recent = [u64::MAX; 64];
         for l in part {
             let Some((kind, a)) = l.name_ref() else {
                 continue;
             };
             let slot = &mut recent[((a >> 4) ^ (a >> 10)) as usize & 63];
-            if *slot == a {
-                continue;
-            }
-            *slot = a;
-            if kind == 1 || seen.insert(ctx, a) {
-                out.push((kind, a));
+            if *slot != a {
+                *slot = a;
+                out.insert((kind, a));
             }
         }
         out
     };
     let mut found = scan(&mut extra.iter().copied());
-    let parts: Vec<Vec<(u8, u64)>> = std::thread::scope(|s| {
+    let parts: Vec<FxHashSet<(u8, u64)>> = std::thread::scope(|s| {
         let handles: Vec<_> = labels
             .chunks(per)
             .map(|part| {
@@ -809,7 +810,9 @@ fn label_names(ctx: &Ctx, labels: &[Packed], extra: &[Label]) -> FxHashMap<(u8, 
             .map(|h| h.join().expect("graph thread panicked"))
             .collect()
     });
-    found.extend(parts.into_iter().flatten());
+    for p in parts {
+        found.extend(p);
+    }
     found
         .into_iter()
         .map(|(kind, a)| ((kind, a), resolve_name(ctx, kind, a)))
@@ -896,13 +899,19 @@ fn objects<'a, S: Slot>(
     let visited = Visited::new(ctx);
     tracked.retain(|&a| visited.insert(ctx, a));
     let root_addrs: Vec<u64> = vaddr_edges.iter().flatten().map(|e| e.0).collect();
-    // objects are 8-byte aligned and at least 16 bytes long: the snapshot bounds how many there can be, and
-    // every reference is a pointer-sized word of some object, read once (decoders may add a few per object)
+    // objects are 8-byte aligned and at least 16 bytes long: the snapshot bounds how many there can be; every
+    // reference is a pointer-sized word of the object that holds it (its class is not stored), so there are no
+    // more references than words. Address space only: pages are faulted in as they are written.
     let words = (ctx.mem.total_bytes() / 8) as usize;
     let node_cap = first_object as usize + words / 2 + 2;
-    let edge_cap = words * 2 + 1024;
-    let col =
-        |e: std::io::Error| HeapError::Invalid(format!("cannot reserve memory for the graph: {e}"));
+    let edge_cap = words + 4096;
+    let col = |e: std::io::Error| {
+        HeapError::Invalid(format!(
+            "cannot reserve address space for the reference graph ({} MiB of snapshot): {e}; a limit on \
+             virtual memory (ulimit -v) or strict overcommit (vm.overcommit_memory=2) refuses it",
+            ctx.mem.total_bytes() >> 20
+        ))
+    };
     let mut slot = Column::<S>::reserve(node_cap).map_err(col)?;
     let mut tyo = Column::<u32>::reserve(node_cap).map_err(col)?;
     let mut size = Column::<u32>::reserve(node_cap).map_err(col)?;

@@ -52,7 +52,6 @@ impl Label {
 }
 
 impl Label {
-    /// References that hold no reference count: an interpreter frame (3.11+) only borrows its globals and builtins.
     /// The name this label shows, by address and kind as `Graph::name` takes them (0: a str object, 1: a C string,
     /// 2: a dict key of another type).
     pub fn name_ref(&self) -> Option<(u8, u64)> {
@@ -64,6 +63,7 @@ impl Label {
         }
     }
 
+    /// References that hold no reference count: an interpreter frame (3.11+) only borrows its globals and builtins.
     pub fn is_borrowed(&self, minor: u8) -> bool {
         minor >= 11 && matches!(self, Label::Field("f_globals" | "f_builtins"))
     }

@@ -46,6 +46,10 @@ impl Visited {
     /// Set the bit for `a`; false if it was already set or `a` is outside the snapshot.
     #[inline]
     pub(crate) fn insert(&self, ctx: &Ctx, a: u64) -> bool {
+        // objects are 8-byte aligned; an unaligned value (a torn list, a stale field) is no object
+        if a & 7 != 0 {
+            return false;
+        }
         let Some((i, off)) = ctx.mem.locate(a) else {
             return false;
         };
@@ -134,6 +138,9 @@ impl Ranks<'_> {
     /// The rank of the marked object at `a`, or None if `a` is not marked.
     #[inline]
     pub(crate) fn rank(&self, ctx: &Ctx, a: u64) -> Option<u32> {
+        if a & 7 != 0 {
+            return None;
+        }
         let (r, off) = ctx.mem.locate(a)?;
         self.rank_slot(self.visited.slot(r, off))
     }

@@ -155,6 +155,21 @@ unsafe fn big_free(p: *mut u8) {
     };
     let evict = {
         let mut c = cache();
+        // full: make room by dropping the smallest kept block, if this one is bigger
+        if c.count == SLOTS {
+            let smallest = (0..c.count).min_by_key(|&i| c.blocks[i].1);
+            if let Some(i) = smallest.filter(|&i| c.blocks[i].1 < len) {
+                let b = c.blocks[i];
+                let last = c.count - 1;
+                c.blocks[i] = c.blocks[last];
+                c.count -= 1;
+                c.bytes -= b.1;
+                // SAFETY: a kept block belongs to the cache alone; unmapping it whole.
+                unsafe {
+                    libc::munmap(b.0 as *mut libc::c_void, b.1);
+                }
+            }
+        }
         if RECYCLE.load(std::sync::atomic::Ordering::Relaxed)
             && c.count < SLOTS
             && c.bytes + len <= KEEP
@@ -353,6 +368,11 @@ impl<T> Drop for Column<T> {
             let used = (self.len * std::mem::size_of::<T>() + PAGE)
                 .next_multiple_of(HUGE)
                 .min(len);
+            // too small for any big request: not worth keeping
+            if used < (MIN + PAGE).next_multiple_of(HUGE) {
+                libc::munmap(start as *mut libc::c_void, len);
+                return;
+            }
             if used < len {
                 libc::munmap(start.add(used) as *mut libc::c_void, len - used);
             }
