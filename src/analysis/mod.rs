@@ -92,13 +92,7 @@ impl DomTree {
         let d = semi_nca(
             n,
             0,
-            |v, out: &mut Vec<u32>| {
-                g.for_each_succ(v, |t, l| {
-                    if !l.is_context() || g.context_only(t) {
-                        out.push(t);
-                    }
-                })
-            },
+            |v, out: &mut Vec<u32>| g.for_each_dominator_succ(v, |t| out.push(t)),
             |v| g.dominator_leaf(v),
         );
         let t0 = std::time::Instant::now();

@@ -18,8 +18,23 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use std::sync::Mutex;
 
 pub const NONE: u32 = u32::MAX;
+/// `Graph::dom_info` bits: the node is a leaf of the dominator graph; its class edge is part of it.
+const DOM_LEAF: u8 = 1;
+const DOM_CLASS: u8 = 2;
+
+/// Worker threads for the graph's parallel passes.
+fn threads_available() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 8)
+}
+
 /// A size too big for 32 bits: the real one is in `Graph::big_sizes`.
 const BIG: u32 = u32::MAX;
+const BIG_EXTRA: u16 = u16::MAX;
+/// A reference count of 255 or more: the real one is kept aside.
+const BIG_RC: u8 = u8::MAX;
 
 /// Node flags.
 pub const TRACKED: u8 = 1;
@@ -38,9 +53,10 @@ pub struct Graph<'a> {
     slot_regions: Vec<(u64, u64)>,
     /// the node's type object, an index into `type_key` and `type_node` (NONE for virtual nodes)
     pub tyo: Column<u32>,
-    /// `sys.getsizeof` and footprint, `BIG` for objects of 4 GiB or more (then in `big_sizes`)
+    /// `sys.getsizeof`, and what the footprint adds to it; `BIG` and `BIG_EXTRA` for objects of 4 GiB or more
+    /// or with an unusual footprint (both sizes then in `big_sizes`)
     size: Column<u32>,
-    footprint: Column<u32>,
+    fp_extra: Column<u16>,
     big_sizes: FxHashMap<u32, (u64, u64)>,
     pub flags: Column<u8>,
     /// virtual node names
@@ -64,8 +80,8 @@ pub struct Graph<'a> {
     pub type_flags: Vec<u64>,
     /// nodes reachable from the roots only through context edges
     context_only: Vec<bool>,
-    /// references to each node other than context edges, counted up to 2
-    referrers: Vec<u8>,
+    /// per node: `DOM_LEAF`, `DOM_CLASS`
+    dom_info: Vec<u8>,
     /// names resolved on first use: (kind, address) -> text; all of them, read before the heap part of the
     /// snapshot was released, when `released`
     released: bool,
@@ -169,9 +185,9 @@ impl Graph<'_> {
     /// Footprint of object `v` (0 for virtual and static nodes).
     #[inline]
     pub fn footprint(&self, v: u32) -> u64 {
-        match self.footprint[v as usize] {
-            BIG => self.big_sizes.get(&v).map_or(0, |s| s.1),
-            s => s as u64,
+        match self.fp_extra[v as usize] {
+            BIG_EXTRA => self.big_sizes.get(&v).map_or(0, |s| s.1),
+            e => self.size(v) + e as u64,
         }
     }
     #[inline]
@@ -220,13 +236,32 @@ impl Graph<'_> {
     /// class is reachable without context edges too).
     #[inline]
     pub fn dominator_leaf(&self, v: u32) -> bool {
-        !self.is_virtual(v)
-            && self.referrers[v as usize] == 1
-            && !self.context_only[v as usize]
-            && self.edge_start(v as usize) == self.edge_start(v as usize + 1)
-            && self
-                .class_node(v)
-                .is_none_or(|c| !self.context_only[c as usize])
+        self.dom_info[v as usize] & DOM_LEAF != 0
+    }
+
+    /// Calls `f` for every edge of `v` in the graph the dominator tree is built over: context edges only to
+    /// nodes reachable in no other way (`context_only`).
+    #[inline]
+    pub fn for_each_dominator_succ(&self, v: u32, mut f: impl FnMut(u32)) {
+        if v < self.first_object {
+            for &(t, l) in &self.vedges[v as usize] {
+                if !l.is_context() || self.context_only[t as usize] {
+                    f(t);
+                }
+            }
+            return;
+        }
+        if self.dom_info[v as usize] & DOM_CLASS != 0
+            && let Some(c) = self.class_node(v)
+        {
+            f(c);
+        }
+        let (to, labels) = self.object_edges(v);
+        for (&t, &l) in to.iter().zip(labels) {
+            if !l.is_context() || self.context_only[t as usize] {
+                f(t);
+            }
+        }
     }
 
     /// Outgoing edges of `v`, an object's class first.
@@ -494,9 +529,9 @@ struct Shared<S> {
     slot: ColumnWriter<S>,
     tyo: ColumnWriter<u32>,
     size: ColumnWriter<u32>,
-    fp: ColumnWriter<u32>,
+    fp: ColumnWriter<u16>,
     flags: ColumnWriter<u8>,
-    refcnt: ColumnWriter<u32>,
+    refcnt: ColumnWriter<u8>,
     edge_start: ColumnWriter<u32>,
     edge_slot: ColumnWriter<S>,
     edge_label: ColumnWriter<Packed>,
@@ -513,11 +548,13 @@ struct Builder<'s, S> {
     /// type objects by this thread's `Types` index
     tyo: Vec<u32>,
     size: Vec<u32>,
-    fp: Vec<u32>,
+    fp: Vec<u16>,
     /// objects of 4 GiB or more: (address, size, footprint)
     big: Vec<(u64, u64, u64)>,
     flags: Vec<u8>,
-    refcnt: Vec<u32>,
+    refcnt: Vec<u8>,
+    /// reference counts of `BIG_RC` or more: (slot, count)
+    big_rc: Vec<(u64, u32)>,
     /// end of each object's edges in `edge_slot` (low 32 bits once claimed)
     edge_end: Vec<u32>,
     edge_slot: Vec<S>,
@@ -538,6 +575,7 @@ impl<'s, S: Slot> Builder<'s, S> {
             big: vec![],
             flags: Vec::with_capacity(BATCH),
             refcnt: Vec::with_capacity(BATCH),
+            big_rc: vec![],
             edge_end: Vec::with_capacity(BATCH),
             edge_slot: Vec::with_capacity(BATCH * 4),
             edge_label: Vec::with_capacity(BATCH * 4),
@@ -625,17 +663,25 @@ impl<S: Slot> Visit for Builder<'_, S> {
         };
         self.slot.push(S::from_slot(slot));
         self.tyo.push(ti.index);
-        if size >= BIG as u64 || fp >= BIG as u64 {
-            self.big.push((a, size, fp));
-            self.size.push(BIG);
-            self.fp.push(BIG);
-        } else {
-            self.size.push(size as u32);
-            self.fp.push(fp as u32);
+        match fp.checked_sub(size) {
+            Some(extra) if size < BIG as u64 && extra < BIG_EXTRA as u64 => {
+                self.size.push(size as u32);
+                self.fp.push(extra as u16);
+            }
+            _ => {
+                self.big.push((a, size, fp));
+                self.size.push(BIG);
+                self.fp.push(BIG_EXTRA);
+            }
         }
         self.flags
             .push(if is_tracked { TRACKED } else { 0 } | if is_static { STATIC } else { 0 });
-        self.refcnt.push(refcnt);
+        if refcnt >= BIG_RC as u32 {
+            self.big_rc.push((slot, refcnt));
+            self.refcnt.push(BIG_RC);
+        } else {
+            self.refcnt.push(refcnt as u8);
+        }
     }
     #[inline]
     fn edge(&mut self, _to: u64, slot: u64, label: Label) {
@@ -823,7 +869,11 @@ fn label_names(ctx: &Ctx, labels: &[Packed], extra: &[Label]) -> FxHashMap<(u8, 
 /// excluded): something outside the heap, C code or the C stack, holds them.
 ///
 /// Also counts each node's referrers through edges other than context edges, up to 2 (see `Graph::referrers`).
-fn native_referrers(g: &Graph, refcnt: &[u32]) -> (Vec<(u32, Label)>, Vec<u8>) {
+fn native_referrers(
+    g: &Graph,
+    refcnt: &[u8],
+    big_rc: &FxHashMap<u32, u32>,
+) -> (Vec<(u32, Label)>, Vec<u8>) {
     let ctx = g.ctx;
     let n = g.len();
     let first_object = g.first_object as usize;
@@ -870,7 +920,10 @@ fn native_referrers(g: &Graph, refcnt: &[u32]) -> (Vec<(u32, Label)>, Vec<u8>) {
     };
     let native = (first_object..n)
         .filter(|&i| {
-            let rc = refcnt[i];
+            let rc = match refcnt[i] {
+                BIG_RC => big_rc.get(&(i as u32)).copied().unwrap_or(u32::MAX),
+                r => r as u32,
+            };
             g.flags[i] & STATIC == 0 && !immortal(rc) && rc > indeg[i]
         })
         .map(|i| (i as u32, Label::Field("native")))
@@ -888,7 +941,15 @@ fn objects<'a, S: Slot>(
     vaddr_edges: Vec<Vec<(u64, Label)>>,
     vvirt_edges: Vec<Vec<(u32, Label)>>,
     release: bool,
-) -> Result<(Graph<'a>, Column<u32>, std::time::Instant), HeapError> {
+) -> Result<
+    (
+        Graph<'a>,
+        Column<u8>,
+        FxHashMap<u32, u32>,
+        std::time::Instant,
+    ),
+    HeapError,
+> {
     let t0 = std::time::Instant::now();
     // ---- objects: one walk, one thread per core (as the census), each copying what it finds into the columns
     let mut tracked = vec![];
@@ -898,6 +959,7 @@ fn objects<'a, S: Slot>(
     }
     let visited = Visited::new(ctx);
     tracked.retain(|&a| visited.insert(ctx, a));
+    log::debug!("graph: {} GC objects in {:?}", tracked.len(), t0.elapsed());
     let root_addrs: Vec<u64> = vaddr_edges.iter().flatten().map(|e| e.0).collect();
     // objects are 8-byte aligned and at least 16 bytes long: the snapshot bounds how many there can be; every
     // reference is a pointer-sized word of the object that holds it (its class is not stored), so there are no
@@ -915,9 +977,9 @@ fn objects<'a, S: Slot>(
     let mut slot = Column::<S>::reserve(node_cap).map_err(col)?;
     let mut tyo = Column::<u32>::reserve(node_cap).map_err(col)?;
     let mut size = Column::<u32>::reserve(node_cap).map_err(col)?;
-    let mut fp = Column::<u32>::reserve(node_cap).map_err(col)?;
+    let mut fp = Column::<u16>::reserve(node_cap).map_err(col)?;
     let mut flags = Column::<u8>::reserve(node_cap).map_err(col)?;
-    let mut refcnt = Column::<u32>::reserve(node_cap).map_err(col)?;
+    let mut refcnt = Column::<u8>::reserve(node_cap).map_err(col)?;
     let mut edge_start = Column::<u32>::reserve(node_cap).map_err(col)?;
     let mut edge_slot = Column::<S>::reserve(edge_cap).map_err(col)?;
     let mut edge_label = Column::<Packed>::reserve(edge_cap).map_err(col)?;
@@ -1020,6 +1082,7 @@ fn objects<'a, S: Slot>(
         }
     }
 
+    log::debug!("graph: types {:?}", t0.elapsed());
     // ---- node numbers by address: the rank of an object's bit in `visited` -> its node
     let ranks = visited.ranks();
     let mut perm = vec![NONE; ranks.total];
@@ -1067,6 +1130,11 @@ fn objects<'a, S: Slot>(
         .flat_map(|p| p.visit.big.iter())
         .map(|&(a, s, f)| (node_of(a), (s, f)))
         .collect();
+    let big_rc: FxHashMap<u32, u32> = parts
+        .iter()
+        .flat_map(|p| p.visit.big_rc.iter())
+        .map(|&(slot, rc)| (node_of_slot(slot), rc))
+        .collect();
     drop(perm);
     drop(ranks);
     let slot_regions: Vec<(u64, u64)> = visited
@@ -1109,7 +1177,7 @@ fn objects<'a, S: Slot>(
         slot_regions,
         tyo,
         size,
-        footprint: fp,
+        fp_extra: fp,
         big_sizes,
         flags,
         vname,
@@ -1125,13 +1193,13 @@ fn objects<'a, S: Slot>(
         type_flags,
         ctx,
         context_only: vec![],
-        referrers: vec![],
+        dom_info: vec![],
         released: names.is_some(),
         names: Mutex::new(names.unwrap_or_default()),
         gc_tracked: gc_tracked as u64,
         rejected_refs: rejected,
     };
-    Ok((g, refcnt, t0))
+    Ok((g, refcnt, big_rc, t0))
 }
 
 /// Build the graph: objects, labelled references, virtual roots; then native referrers and unreachable cycles.
@@ -1291,7 +1359,7 @@ pub fn build_with<'a>(ctx: &'a Ctx<'a>, opts: BuildOptions) -> Result<Graph<'a>,
         .iter()
         .map(|r| (r.len() as u64).div_ceil(8 * 64) * 64)
         .sum();
-    let (mut g, refcnt, t0) = if slots < u32::MAX as u64 && !opts.wide_slots {
+    let (mut g, refcnt, big_rc, t0) = if slots < u32::MAX as u64 && !opts.wide_slots {
         objects::<u32>(ctx, first_object, vname, vaddr_edges, vvirt_edges, release)?
     } else {
         objects::<u64>(ctx, first_object, vname, vaddr_edges, vvirt_edges, release)?
@@ -1324,10 +1392,15 @@ pub fn build_with<'a>(ctx: &'a Ctx<'a>, opts: BuildOptions) -> Result<Graph<'a>,
         };
     let (native, mut referrers) = std::thread::scope(|s| {
         let gr = &g;
-        let h = s.spawn(move || native_referrers(gr, &refcnt));
+        let h = s.spawn(move || {
+            let r = native_referrers(gr, &refcnt, &big_rc);
+            log::debug!("graph: native referrers counted {:?}", t0.elapsed());
+            r
+        });
         reach[0] = STRONG;
         stack.push(0);
         strong_from(&g, &mut reach, &mut stack, &mut context_targets);
+        log::debug!("graph: strong reach {:?}", t0.elapsed());
         h.join().expect("graph thread panicked")
     });
     for &(v, _) in &native {
@@ -1376,8 +1449,35 @@ pub fn build_with<'a>(ctx: &'a Ctx<'a>, opts: BuildOptions) -> Result<Graph<'a>,
     }
     g.vedges[uv as usize] = unreached;
     g.context_only = reach.iter().map(|&r| r == WEAK).collect();
-    g.referrers = referrers;
     drop(reach);
+    // what the dominator search asks of every node, worked out once in node order
+    let mut info = vec![0u8; n];
+    {
+        let g = &g;
+        let per = n.div_ceil(threads_available()).max(1);
+        std::thread::scope(|s| {
+            for (c, part) in info.chunks_mut(per).enumerate() {
+                let referrers = &referrers;
+                s.spawn(move || {
+                    for (k, slot) in part.iter_mut().enumerate() {
+                        let v = (c * per + k) as u32;
+                        if g.is_virtual(v) {
+                            continue;
+                        }
+                        let class_weak =
+                            g.class_node(v).is_some_and(|c| g.context_only[c as usize]);
+                        let leaf = referrers[v as usize] == 1
+                            && !g.context_only[v as usize]
+                            && g.edge_start(v as usize) == g.edge_start(v as usize + 1)
+                            && !class_weak;
+                        *slot = if leaf { DOM_LEAF } else { 0 }
+                            | if class_weak { DOM_CLASS } else { 0 };
+                    }
+                });
+            }
+        });
+    }
+    g.dom_info = info;
 
     log::debug!("graph: unreachable {:?}", t0.elapsed());
     Ok(g)
