@@ -3,7 +3,7 @@
 
 use super::DomTree;
 use crate::heap::graph::Graph;
-use crate::heap::label::Label;
+use crate::heap::label::{Label, Packed};
 use rustc_hash::FxHashMap;
 
 /// Limits that keep a huge heap's flamegraph readable and small.
@@ -24,8 +24,9 @@ impl Default for FlameOptions {
     }
 }
 
-/// A frame's identity: how it is referred to, and what it is.
-type Key = (Option<Label>, u32, bool);
+/// A frame's identity: how it is referred to (a packed label with field names made canonical, see `Canon`;
+/// `Packed::ABSENT` for none), what it is (type key), and whether it is a root or extra frame rather than an object.
+type Key = (Packed, u32, bool);
 
 /// One frame of the trie, kept together: the loops read a frame's key, depth and run and add to its bytes and
 /// count for every object.
@@ -49,13 +50,13 @@ struct Trie {
 }
 
 const RECENT: usize = 4;
-const NO_KEY: (Key, u32) = ((None, u32::MAX, true), u32::MAX);
+const NO_KEY: (Key, u32) = ((Packed::ABSENT, u32::MAX, true), u32::MAX);
 
 impl Trie {
     fn new() -> Trie {
         Trie {
             f: vec![Frame {
-                key: (None, u32::MAX, true),
+                key: (Packed::ABSENT, u32::MAX, true),
                 parent: u32::MAX,
                 depth: 0,
                 run: 1,
@@ -126,30 +127,70 @@ pub fn sanitize(s: &str) -> String {
         .collect()
 }
 
+/// Packed labels compared as numbers: a field name (`Label::Field`) packs its string's address, and the same name
+/// may live at several addresses, so each field label is replaced by the first one seen with that text.
+struct Canon {
+    by_bits: FxHashMap<Packed, Packed>,
+    by_text: FxHashMap<&'static str, Packed>,
+    dict: Packed,
+    shared: Packed,
+    other_key: Packed,
+}
+
+impl Canon {
+    fn new() -> Canon {
+        let mut c = Canon {
+            by_bits: FxHashMap::default(),
+            by_text: FxHashMap::default(),
+            dict: Packed::ABSENT,
+            shared: Packed::ABSENT,
+            other_key: Packed::pack(Label::OtherKey(0)),
+        };
+        c.dict = c.get(Packed::pack(Label::Field("__dict__")));
+        c.shared = c.get(Packed::pack(Label::Field("shared")));
+        c
+    }
+    #[inline]
+    fn get(&mut self, p: Packed) -> Packed {
+        if !p.is_field() {
+            return p;
+        }
+        if let Some(&c) = self.by_bits.get(&p) {
+            return c;
+        }
+        let Label::Field(text) = p.unpack() else {
+            return p;
+        };
+        let c = *self.by_text.entry(text).or_insert(p);
+        self.by_bits.insert(p, c);
+        c
+    }
+}
+
 /// The frame of node `v`, whose preorder number in the dominator tree is `w`, and whether it is elided: a
 /// `__dict__` is shown as part of its owner (its bytes go to the owner's frame, its items below the owner).
 #[inline]
-fn frame_of(g: &Graph, d: &DomTree, v: u32, w: u32) -> (Key, bool) {
+fn frame_of(g: &Graph, d: &DomTree, canon: &mut Canon, v: u32, w: u32) -> (Key, bool) {
     if g.is_virtual(v) {
-        return ((Some(Label::Text(v)), u32::MAX, true), false);
+        return ((Packed::pack(Label::Text(v)), u32::MAX, true), false);
     }
-    let mut l = d.label_at(w);
+    let mut l = canon.get(d.packed_label_at(w));
     let ty = g.ty(v);
     let p = d.idom_pre[w as usize];
-    let elided = l == Some(Label::Field("__dict__"))
-        && g.type_kinds[ty as usize] == crate::heap::types::Kind::Dict;
-    match l {
+    let elided = l == canon.dict && g.type_kinds[ty as usize] == crate::heap::types::Kind::Dict;
+    if l.is_absent() {
         // dominated by no single root: reachable from several
-        None if p == 0 => l = Some(Label::Field("shared")),
-        // values of an object's __dict__ are its attributes
-        Some(Label::StrKey(k))
-            if p != u32::MAX && d.label_at(p) == Some(Label::Field("__dict__")) =>
-        {
-            l = Some(Label::Attr(k));
+        if p == 0 {
+            l = canon.shared;
         }
+    } else if let Some(k) = l.str_key() {
+        // values of an object's __dict__ are its attributes
+        if p != u32::MAX && canon.get(d.packed_label_at(p)) == canon.dict {
+            l = Packed::pack(Label::Attr(k));
+        }
+    } else if l.is_other_key() {
         // siblings under any non-str key merge
-        Some(Label::OtherKey(_)) => l = Some(Label::OtherKey(0)),
-        _ => {}
+        l = canon.other_key;
     }
     ((l, ty, false), elided)
 }
@@ -159,6 +200,7 @@ const EXTRA: u32 = u32::MAX - 1;
 
 fn frame_text(g: &Graph, key: &Key, extra: &[String]) -> String {
     let (label, ty, virt) = *key;
+    let label = (!label.is_absent()).then(|| label.unpack());
     if ty == EXTRA {
         return match label {
             Some(Label::OtherKey(i)) => extra[i as usize].clone(),
@@ -194,10 +236,11 @@ pub fn by_path(g: &Graph, d: &DomTree, opts: &FlameOptions) -> Stacks {
     // trie node of each dominator-tree node, by preorder number
     let mut at = vec![0u32; d.order.len()];
     let mut objects = 0;
+    let mut canon = Canon::new();
     for (w, &v) in d.order.iter().enumerate().skip(1) {
         let w = w as u32;
         let pt = at[d.idom_pre[w as usize] as usize];
-        let (key, elided) = frame_of(g, d, v, w);
+        let (key, elided) = frame_of(g, d, &mut canon, v, w);
         let t = if elided {
             pt
         } else if pt != 0 && trie.f[pt as usize].key == key {
@@ -236,18 +279,19 @@ pub fn by_type(
     let mut trie = Trie::new();
     let mut objects = 0;
     let depth = opts.max_depth.min(12);
+    let mut canon = Canon::new();
     for (w, &v) in d.order.iter().enumerate().skip(1) {
         let own = d.own(g, v);
         if g.is_virtual(v) || own == 0 {
             continue;
         }
-        let mut t = trie.child(0, (None, g.ty(v), false));
+        let mut t = trie.child(0, (Packed::ABSENT, g.ty(v), false));
         if let Some((site_of, _)) = sites {
             let site = site_of[v as usize];
             let k = if site == u32::MAX {
-                (None, EXTRA, true)
+                (Packed::ABSENT, EXTRA, true)
             } else {
-                (Some(Label::OtherKey(site as u64)), EXTRA, true)
+                (Packed::pack(Label::OtherKey(site as u64)), EXTRA, true)
             };
             t = trie.child(t, k);
         }
@@ -255,7 +299,7 @@ pub fn by_type(
         let mut n = 0;
         let mut prev: Option<Key> = None;
         while u != 0 && u != u32::MAX && n < depth {
-            let (k, elided) = frame_of(g, d, d.order[u as usize], u);
+            let (k, elided) = frame_of(g, d, &mut canon, d.order[u as usize], u);
             if prev != Some(k) && !elided {
                 t = trie.child(t, k);
                 n += 1;

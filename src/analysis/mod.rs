@@ -77,6 +77,12 @@ impl DomTree {
         (!p.is_absent()).then(|| p.unpack())
     }
 
+    /// `label_at` packed, `Packed::ABSENT` if there is none.
+    #[inline]
+    pub fn packed_label_at(&self, w: u32) -> Packed {
+        self.label_pre[w as usize]
+    }
+
     /// The label of an edge from `v`'s immediate dominator to `v`, if there is one.
     #[inline]
     pub fn label(&self, v: u32) -> Option<Label> {

@@ -92,6 +92,24 @@ impl Packed {
         self == Packed::ABSENT
     }
 
+    /// Whether this is a `Label::Field`.
+    #[inline]
+    pub fn is_field(self) -> bool {
+        self.0 >> 60 == 8
+    }
+
+    /// The key's address of a `Label::StrKey`.
+    #[inline]
+    pub fn str_key(self) -> Option<u64> {
+        (self.0 >> 60 == 4).then_some(self.0 & ADDR)
+    }
+
+    /// Whether this is a `Label::OtherKey`.
+    #[inline]
+    pub fn is_other_key(self) -> bool {
+        self.0 >> 60 == 5
+    }
+
     /// Whether the label names something by address (`Label::name_ref`), without unpacking it.
     #[inline]
     pub fn has_name(self) -> bool {
