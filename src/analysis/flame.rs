@@ -229,43 +229,224 @@ fn frame_text(g: &Graph, key: &Key, extra: &[String]) -> String {
     }
 }
 
-/// Stacks by retaining path: every object's own size at its dominator-tree path.
-pub fn by_path(g: &Graph, d: &DomTree, opts: &FlameOptions) -> Stacks {
-    let t0 = std::time::Instant::now();
-    let mut trie = Trie::new();
-    // trie node of each dominator-tree node, by preorder number
-    let mut at = vec![0u32; d.order.len()];
+/// Where a node's frame goes, given its parent frame (`pt`, with its key and depth) and its own frame: the
+/// parent's frame itself (`None`: elided, a run of identical frames, or the depth limit) or a child with `key`.
+#[inline]
+fn placement(
+    parent_key: &Key,
+    parent_depth: u32,
+    parent_is_root: bool,
+    key: Key,
+    elided: bool,
+    max_depth: usize,
+) -> Option<Key> {
+    if elided || (!parent_is_root && *parent_key == key) || parent_depth as usize >= max_depth {
+        None
+    } else {
+        Some(key)
+    }
+}
+
+/// Add nodes `range` (preorder numbers) to `trie`, whose parents' trie nodes are in `at` (indexed from
+/// `at_base`) or, for parents before `range`, given by `outside`.
+fn add_nodes(
+    (g, d, opts): (&Graph, &DomTree, &FlameOptions),
+    trie: &mut Trie,
+    canon: &mut Canon,
+    range: std::ops::Range<usize>,
+    at: &mut [u32],
+    at_base: usize,
+    mut outside: impl FnMut(&mut Trie, &mut Canon, u32) -> u32,
+) -> u64 {
     let mut objects = 0;
-    let mut canon = Canon::new();
-    for (w, &v) in d.order.iter().enumerate().skip(1) {
-        let w = w as u32;
-        let pt = at[d.idom_pre[w as usize] as usize];
-        let (key, elided) = frame_of(g, d, &mut canon, v, w);
-        let t = if elided {
-            pt
-        } else if pt != 0 && trie.f[pt as usize].key == key {
-            // a run of identical frames (a linked list, a deep tree): fold
-            let run = &mut trie.f[pt as usize].run;
-            *run = run.saturating_add(1);
-            pt
-        } else if trie.f[pt as usize].depth as usize >= opts.max_depth {
-            pt
+    for w in range {
+        let v = d.order[w];
+        let p = d.idom_pre[w] as usize;
+        let pt = if p >= at_base {
+            at[p - at_base]
         } else {
-            trie.child(pt, key)
+            outside(trie, canon, p as u32)
         };
-        at[w as usize] = t;
-        trie.f[t as usize].bytes += d.own(g, v);
+        let (key, elided) = frame_of(g, d, canon, v, w as u32);
+        let f = &trie.f[pt as usize];
+        let t = match placement(&f.key, f.depth, pt == 0, key, elided, opts.max_depth) {
+            None => {
+                if !elided && pt != 0 && f.key == key {
+                    // a run of identical frames (a linked list, a deep tree): fold
+                    let run = &mut trie.f[pt as usize].run;
+                    *run = run.saturating_add(1);
+                }
+                pt
+            }
+            Some(k) => trie.child(pt, k),
+        };
+        at[w - at_base] = t;
+        let f = &mut trie.f[t as usize];
+        f.bytes += d.own(g, v);
         if !g.is_virtual(v) && g.flags[v as usize] & crate::heap::graph::STATIC == 0 {
-            trie.f[t as usize].count += 1;
+            f.count += 1;
             objects += 1;
         }
     }
+    objects
+}
+
+/// Stacks by retaining path: every object's own size at its dominator-tree path.
+///
+/// The trie is built in preorder, every node below its dominator's frame. On more than one core the searched
+/// nodes are split in two halves: the second half is built into a trie of its own, whose nodes under a
+/// dominator from the first half hang from a stand-in for that dominator's frame (its key and depth worked out
+/// by following its dominators), and is then merged into the first; the leaves, last in preorder, follow.
+pub fn by_path(g: &Graph, d: &DomTree, opts: &FlameOptions) -> Stacks {
+    let t0 = std::time::Instant::now();
+    let m = d.order.len();
+    let m0 = d.searched.min(m).max(1);
+    let mut trie = Trie::new();
+    let mut canon = Canon::new();
+    // trie node of each dominator-tree node, by preorder number
+    let mut at = vec![0u32; m];
+    let parallel = m0 > 1 << 12 && std::thread::available_parallelism().is_ok_and(|n| n.get() > 1);
+    let mut objects = 0;
+    if !parallel {
+        objects += add_nodes(
+            (g, d, opts),
+            &mut trie,
+            &mut canon,
+            1..m0,
+            &mut at[..m0],
+            0,
+            |_, _, _| 0,
+        );
+    } else {
+        let h = 1 + (m0 - 1) / 2;
+        let (at_a, rest) = at.split_at_mut(h);
+        let at_b = &mut rest[..m0 - h];
+        let (objects_a, (local, stand_ins, objects_b)) = std::thread::scope(|s| {
+            let b = s.spawn(|| {
+                let mut local = Trie::new();
+                let mut canon = Canon::new();
+                // dominators before `h`: a stand-in node each, keyed, placed and deep as their frame will be
+                let mut stand_in: FxHashMap<u32, u32> = FxHashMap::default();
+                let mut frames: FxHashMap<u32, (Key, u32, bool)> = FxHashMap::default();
+                let objects = add_nodes(
+                    (g, d, opts),
+                    &mut local,
+                    &mut canon,
+                    h..m0,
+                    at_b,
+                    h,
+                    |local, canon, p| {
+                        if let Some(&n) = stand_in.get(&p) {
+                            return n;
+                        }
+                        let (key, depth, is_root) = frame_at(g, d, opts, canon, &mut frames, p);
+                        let n = local.f.len() as u32;
+                        local.f.push(Frame {
+                            key,
+                            parent: u32::MAX,
+                            depth,
+                            run: 1,
+                            bytes: 0,
+                            count: 0,
+                        });
+                        local.recent.push([NO_KEY; RECENT]);
+                        // a stand-in for the root is never folded into (as the root is not)
+                        if is_root {
+                            local.f[n as usize].key = (Packed::ABSENT, u32::MAX, true);
+                        }
+                        stand_in.insert(p, n);
+                        n
+                    },
+                );
+                (local, stand_in, objects)
+            });
+            let objects_a = add_nodes(
+                (g, d, opts),
+                &mut trie,
+                &mut canon,
+                1..h,
+                at_a,
+                0,
+                |_, _, _| 0,
+            );
+            (objects_a, b.join().expect("flamegraph thread panicked"))
+        });
+        objects += objects_a + objects_b;
+        // merge: stand-ins are the first half's frames; the other local nodes come after their parents
+        let mut map = vec![u32::MAX; local.f.len()];
+        for (&p, &n) in &stand_ins {
+            map[n as usize] = at[p as usize];
+        }
+        for (n, f) in local.f.iter().enumerate().skip(1) {
+            let t = if map[n] != u32::MAX {
+                map[n]
+            } else {
+                let t = trie.child(map[f.parent as usize], f.key);
+                map[n] = t;
+                t
+            };
+            let main = &mut trie.f[t as usize];
+            main.bytes += f.bytes;
+            main.count += f.count;
+            main.run = main.run.saturating_add(f.run - 1);
+        }
+        for t in at[h..m0].iter_mut() {
+            *t = map[*t as usize];
+        }
+    }
+    // the leaves, whose dominators are all numbered by now
+    let (at_searched, at_leaves) = at.split_at_mut(m0);
+    let searched = &*at_searched;
+    objects += add_nodes(
+        (g, d, opts),
+        &mut trie,
+        &mut canon,
+        m0..m,
+        at_leaves,
+        m0,
+        |_, _, p| searched[p as usize],
+    );
     log::debug!(
-        "stacks: trie of {} frames in {:?}",
+        "stacks: trie of {} frames in {:?}{}",
         trie.f.len(),
-        t0.elapsed()
+        t0.elapsed(),
+        if parallel { " (two halves)" } else { "" }
     );
     emit(g, &trie, opts, objects, &[])
+}
+
+/// The key, depth and rootness of the trie frame that node `w` (preorder number) ends up in, following its
+/// dominators to the root with the rules of `add_nodes` (memoised in `frames`).
+fn frame_at(
+    g: &Graph,
+    d: &DomTree,
+    opts: &FlameOptions,
+    canon: &mut Canon,
+    frames: &mut FxHashMap<u32, (Key, u32, bool)>,
+    w: u32,
+) -> (Key, u32, bool) {
+    let root: (Key, u32, bool) = ((Packed::ABSENT, u32::MAX, true), 0, true);
+    let mut chain = vec![];
+    let mut x = w;
+    let mut known = root;
+    while x != 0 && x != u32::MAX {
+        if let Some(&f) = frames.get(&x) {
+            known = f;
+            break;
+        }
+        chain.push(x);
+        x = d.idom_pre[x as usize];
+    }
+    for &y in chain.iter().rev() {
+        let (key, elided) = frame_of(g, d, canon, d.order[y as usize], y);
+        let (pk, pd, proot) = known;
+        known = match placement(&pk, pd, proot, key, elided, opts.max_depth) {
+            None => known,
+            Some(k) => (k, pd + 1, false),
+        };
+        frames.insert(y, known);
+    }
+    known
 }
 
 /// Stacks by type: the type first, then (when allocation traces exist) where it was allocated, then the frames
@@ -375,7 +556,9 @@ fn emit(g: &Graph, trie: &Trie, opts: &FlameOptions, objects: u64, extra: &[Stri
             value[0],
         ));
     }
-    lines.sort_by(|a, b| a.0.cmp(&b.0));
+    // frames may read alike (dict keys that print the same): whole lines sorted, so that the order never depends
+    // on how the trie was built
+    lines.sort();
     Stacks {
         lines,
         total: grand,

@@ -24,6 +24,8 @@ pub struct DomTree {
     pre: Vec<u32>,
     /// preorder number -> node
     pub order: Vec<u32>,
+    /// `order[..searched]` came from the depth-first search; the rest are leaves (one referrer, no references)
+    pub searched: usize,
     /// by preorder number: the preorder number of the immediate dominator (NONE for the root)
     pub idom_pre: Vec<u32>,
     /// by preorder number: label of an edge from the immediate dominator, `Packed::ABSENT` if there is none
@@ -37,6 +39,7 @@ impl DomTree {
         DomTree {
             pre: vec![],
             order: vec![],
+            searched: 0,
             idom_pre: vec![],
             label_pre: vec![],
             model: SizeModel::Footprint,
@@ -144,6 +147,7 @@ impl DomTree {
         }
         log::debug!("dominators: labels {:?}", t0.elapsed());
         DomTree {
+            searched: d.searched,
             pre: d.pre,
             order: d.vertex,
             idom_pre: d.idom,

@@ -29,6 +29,8 @@ pub struct Dom {
     /// by preorder number: the preorder number of the immediate dominator (NONE for the root). A dominator is a
     /// depth-first ancestor, so it always comes first in preorder.
     pub idom: Vec<u32>,
+    /// nodes numbered by the search; the leaves follow them
+    pub searched: usize,
 }
 
 impl Dom {
@@ -176,7 +178,12 @@ fn search(
         t0.elapsed(),
         leaves.len()
     );
-    Some(Dom { pre, vertex, idom })
+    Some(Dom {
+        pre,
+        vertex,
+        idom,
+        searched: m,
+    })
 }
 
 /// The vertex with the least semidominator on the compressed path from `v` up to its forest root.
