@@ -247,6 +247,17 @@ pub fn preorder(idom: &[u32], root: u32) -> Vec<u32> {
     out
 }
 
+/// A small xorshift generator for the tests' random graphs: `rnd(m)` is in `0..m`.
+#[cfg(test)]
+fn xorshift(mut seed: u64) -> impl FnMut(u64) -> u64 {
+    move |m| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % m
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -296,13 +307,7 @@ mod tests {
 
     #[test]
     fn matches_brute_force_on_random_graphs() {
-        let mut seed = 0x9e3779b97f4a7c15u64;
-        let mut rnd = |m: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % m
-        };
+        let mut rnd = xorshift(0x9e3779b97f4a7c15u64);
         for case in 0..300 {
             let n = 2 + rnd(40) as usize;
             let edges = rnd((n * 3) as u64) as usize;
@@ -323,13 +328,7 @@ mod tests {
 
     #[test]
     fn leaves_outside_the_search_change_nothing() {
-        let mut seed = 0x853c49e6748fea9bu64;
-        let mut rnd = |m: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % m
-        };
+        let mut rnd = xorshift(0x853c49e6748fea9bu64);
         for case in 0..300 {
             let n = 2 + rnd(40) as usize;
             let mut adj = vec![vec![]; n];
@@ -454,13 +453,7 @@ mod bigger {
 
     #[test]
     fn matches_iterative_algorithm_on_larger_graphs() {
-        let mut seed = 0x2545f4914f6cdd1du64;
-        let mut rnd = |m: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % m
-        };
+        let mut rnd = xorshift(0x2545f4914f6cdd1du64);
         for case in 0..40 {
             let n = 100 + rnd(3000) as usize;
             let mut adj = vec![vec![]; n];

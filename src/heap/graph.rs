@@ -421,25 +421,18 @@ trait Slot: Copy + Default + Send + Sync + 'static {
     ) -> std::io::Result<Column<u32>>;
 }
 
-/// Turn each slot of `from` into `node(slot)`, on `threads` threads, counting the NONE results in `missing`;
-/// 32-bit slots are replaced in place.
-fn slots_to_nodes<S: Slot>(
-    from: &[S],
-    to: &mut [u32],
-    threads: usize,
-    node: &(impl Fn(u64) -> u32 + Sync),
-    missing: &mut usize,
-) {
-    let per = from.len().div_ceil(threads).max(1);
-    *missing = std::thread::scope(|s| {
+/// Set every `to[i]` to `f(i, to[i])` on `threads` threads; returns how many became NONE.
+fn par_translate(to: &mut [u32], threads: usize, f: &(impl Fn(usize, u32) -> u32 + Sync)) -> usize {
+    let per = to.len().div_ceil(threads).max(1);
+    std::thread::scope(|s| {
         let handles: Vec<_> = to
             .chunks_mut(per)
-            .zip(from.chunks(per))
-            .map(|(to, from)| {
+            .enumerate()
+            .map(|(c, part)| {
                 s.spawn(move || {
                     let mut missing = 0;
-                    for (t, &a) in to.iter_mut().zip(from) {
-                        *t = node(a.slot());
+                    for (k, t) in part.iter_mut().enumerate() {
+                        *t = f(c * per + k, *t);
                         missing += (*t == NONE) as usize;
                     }
                     missing
@@ -450,7 +443,7 @@ fn slots_to_nodes<S: Slot>(
             .into_iter()
             .map(|h| h.join().expect("graph thread panicked"))
             .sum()
-    });
+    })
 }
 
 impl Slot for u32 {
@@ -467,26 +460,7 @@ impl Slot for u32 {
         node: &(impl Fn(u64) -> u32 + Sync),
         missing: &mut usize,
     ) -> std::io::Result<Column<u32>> {
-        let per = col.len().div_ceil(threads).max(1);
-        *missing = std::thread::scope(|s| {
-            let handles: Vec<_> = col
-                .chunks_mut(per)
-                .map(|part| {
-                    s.spawn(move || {
-                        let mut missing = 0;
-                        for t in part.iter_mut() {
-                            *t = node(*t as u64);
-                            missing += (*t == NONE) as usize;
-                        }
-                        missing
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("graph thread panicked"))
-                .sum()
-        });
+        *missing = par_translate(&mut col, threads, &|_, slot| node(slot as u64));
         Ok(col)
     }
     #[inline]
@@ -511,7 +485,7 @@ impl Slot for u64 {
     ) -> std::io::Result<Column<u32>> {
         let mut to = Column::<u32>::reserve(col.len())?;
         to.set_len(col.len());
-        slots_to_nodes(&col, &mut to, threads, node, missing);
+        *missing = par_translate(&mut to, threads, &|i, _| node(col[i]));
         Ok(to)
     }
     #[inline]
