@@ -50,24 +50,16 @@ impl Default for Options {
     }
 }
 
-/// What `summary` reports.
+/// What `summary` reports: how the snapshot was taken, then the census.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
-    pub pid: i32,
-    pub python_version: String,
-    pub executable: String,
+    #[serde(flatten)]
+    pub meta: Meta,
     pub objects: u64,
     pub bytes: u64,
     pub footprint: u64,
-    pub pause_ms: f64,
     pub gc_tracked: u64,
     pub static_objects: u64,
-    pub threads_stopped: usize,
-    pub snapshot_bytes: u64,
-    pub attempts: u32,
-    pub walk_ms: f64,
-    pub layout: String,
-    pub warnings: Vec<String>,
     pub types: Vec<crate::heap::TypeTally>,
 }
 
@@ -222,23 +214,14 @@ pub fn census(pid: i32, opts: &Options) -> Result<Report, Error> {
     Ok(report(m, c))
 }
 
-fn report(m: Meta, c: Census) -> Report {
+fn report(meta: Meta, c: Census) -> Report {
     Report {
-        pid: m.pid,
-        python_version: m.python_version,
-        executable: m.executable,
+        meta,
         objects: c.objects,
         bytes: c.bytes,
         footprint: c.footprint,
-        pause_ms: m.pause_ms,
         gc_tracked: c.gc_tracked,
         static_objects: c.static_objects,
-        threads_stopped: m.threads_stopped,
-        snapshot_bytes: m.snapshot_bytes,
-        attempts: m.attempts,
-        walk_ms: m.walk_ms,
-        layout: m.layout,
-        warnings: m.warnings,
         types: c.types,
     }
 }

@@ -311,20 +311,7 @@ fn sid_py315() {
 fn table_format() {
     let test = "table_format";
     // any one interpreter will do; prefer the cheap direct ones
-    let ids = [
-        "py312",
-        "debian_py311_static",
-        "py313",
-        "py311",
-        "py310",
-        "py39",
-        "py38",
-        "sid_py314",
-        "sid_py313",
-        "sid_py315",
-    ];
-    let Some(interp) = ids.iter().find_map(|id| find_interp(id).ok()) else {
-        skip(test, "table", "no interpreter found for the table test");
+    let Some(interp) = any_interp(test, "table") else {
         return;
     };
     let (fx, truth) = Fixture::census(&interp).unwrap_or_else(|e| panic!("{test}: {e}"));

@@ -342,23 +342,7 @@ fn sid_py315() {
 
 /// The first interpreter found, preferring the cheap direct ones; `None` after printing SKIP.
 fn any_interp(test: &str) -> Option<Interp> {
-    let ids = [
-        "py312",
-        "debian_py311_static",
-        "py313",
-        "py311",
-        "py310",
-        "py39",
-        "py38",
-        "sid_py314",
-        "sid_py313",
-        "sid_py315",
-    ];
-    let found = ids.iter().find_map(|id| find_interp(id).ok());
-    if found.is_none() {
-        skip(test, "record", "no interpreter found");
-    }
-    found
+    common::any_interp(test, "record")
 }
 
 /// `paths --type Order --limit 3`: three chains through LEAK.

@@ -9,13 +9,13 @@ pub fn render(r: &Report, limit: usize) -> String {
     let _ = writeln!(
         s,
         "pid {}  Python {}  {}  objects {}  bytes {} ({})  paused {:.1} ms",
-        r.pid,
-        r.python_version,
-        r.executable,
+        r.meta.pid,
+        r.meta.python_version,
+        r.meta.executable,
         r.objects,
         r.bytes,
         human_bytes(r.bytes),
-        r.pause_ms
+        r.meta.pause_ms
     );
     let _ = writeln!(
         s,
@@ -48,7 +48,7 @@ pub fn render(r: &Report, limit: usize) -> String {
             rest
         );
     }
-    for w in &r.warnings {
+    for w in &r.meta.warnings {
         let _ = writeln!(s, "warning: {w}");
     }
     s

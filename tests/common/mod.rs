@@ -233,6 +233,29 @@ pub fn find_interp(id: &str) -> Result<Interp, String> {
 }
 
 /// The interpreter for a test, or `None` after printing SKIP (panics instead when it is required).
+/// Interpreters for tests that need any one, cheap direct ones first.
+pub const ANY_INTERP: &[&str] = &[
+    "py312",
+    "debian_py311_static",
+    "py313",
+    "py311",
+    "py310",
+    "py39",
+    "py38",
+    "sid_py314",
+    "sid_py313",
+    "sid_py315",
+];
+
+/// The first interpreter of `ANY_INTERP` found; `None` after printing SKIP for `test` (group `group`).
+pub fn any_interp(test: &str, group: &str) -> Option<Interp> {
+    let found = ANY_INTERP.iter().find_map(|id| find_interp(id).ok());
+    if found.is_none() {
+        skip(test, group, "no interpreter found");
+    }
+    found
+}
+
 pub fn interp_or_skip(test: &str, id: &str) -> Option<Interp> {
     match find_interp(id) {
         Ok(i) => Some(i),
