@@ -2,9 +2,10 @@
 //! object alone owns (list items, dict keys and values, set tables, bytearray data, values arrays) are its own.
 
 use super::tracemalloc::{Frame, Traces};
+use crate::heap::Ctx;
 use crate::heap::ctx::flags;
 use crate::heap::decode::values_array;
-use crate::heap::graph::{Graph, NodeIndex, STATIC};
+use crate::heap::graph::{Graph, STATIC};
 use crate::heap::size::preheader;
 use crate::heap::types::Kind;
 use rustc_hash::FxHashMap;
@@ -35,13 +36,53 @@ pub struct Join {
     sources: std::cell::RefCell<FxHashMap<String, Option<Vec<String>>>>,
 }
 
+/// Block address -> index of its first block: a dense array per snapshot region for 16-byte aligned addresses (almost every heap
+/// object), allocated lazily and zero-filled by the kernel on first touch; a hash map for the rest.
+struct BlockIndex {
+    dense: Vec<Vec<u32>>,
+    sparse: FxHashMap<u64, u32>,
+}
+
+impl BlockIndex {
+    fn new(regions: usize) -> BlockIndex {
+        BlockIndex {
+            dense: vec![Vec::new(); regions],
+            sparse: FxHashMap::default(),
+        }
+    }
+    /// Stored value + 1 (0 = absent) for dense slots.
+    #[inline]
+    fn get(&self, ctx: &Ctx, p: u64) -> Option<u32> {
+        if p & 15 == 0 {
+            let (r, off) = ctx.mem.locate(p)?;
+            let v = *self.dense[r].get(off / 16)?;
+            return (v != 0).then(|| v - 1);
+        }
+        self.sparse.get(&p).copied()
+    }
+    #[inline]
+    fn insert(&mut self, ctx: &Ctx, p: u64, i: u32) {
+        if p & 15 == 0
+            && let Some((r, off)) = ctx.mem.locate(p)
+        {
+            let d = &mut self.dense[r];
+            if d.is_empty() {
+                *d = vec![0u32; ctx.mem.regions()[r].len() / 16 + 1];
+            }
+            d[off / 16] = i + 1;
+            return;
+        }
+        self.sparse.insert(p, i);
+    }
+}
+
 pub fn join(g: &Graph, t: &Traces) -> Join {
     let ctx = g.ctx();
     let o = &ctx.o;
     let minor = ctx.minor;
     // block start -> first block index (a dense array per snapshot region: blocks are 16-byte aligned), further
     // blocks at the same pointer (other domains) chained in `same`
-    let mut first = NodeIndex::new(ctx.mem.regions().len());
+    let mut first = BlockIndex::new(ctx.mem.regions().len());
     let mut same = vec![u32::MAX; t.blocks.len()];
     for (i, b) in t.blocks.iter().enumerate() {
         if let Some(prev) = first.get(ctx, b.ptr) {

@@ -1,15 +1,18 @@
 //! Dominator tree (semi-NCA: Lengauer–Tarjan semidominators with path compression, then nearest common
-//! ancestors) and retained sizes.
+//! ancestors). Retained sizes are the flamegraph's widths (analysis::flame); the node-indexed helpers below serve
+//! the tests' reference algorithms.
 
 const NONE: u32 = u32::MAX;
 
 /// Immediate dominators of every node reachable from `root`; `NONE` for unreachable nodes and for the root.
 /// `succ(v, f)` calls `f` for every successor of `v`.
+#[cfg(test)]
 pub fn dominators(n: usize, root: u32, succ: impl Fn(u32, &mut dyn FnMut(u32))) -> Vec<u32> {
     semi_nca(n, root, |v, out| succ(v, &mut |w| out.push(w)), |_| false).idom_by_node()
 }
 
 /// The same over a graph in compressed sparse rows: successors of `v` are `to[off[v]..off[v+1]]`.
+#[cfg(test)]
 pub fn dominators_csr(n: usize, root: u32, off: &[u64], to: &[u32]) -> Vec<u32> {
     semi_nca(
         n,
@@ -35,6 +38,7 @@ pub struct Dom {
 
 impl Dom {
     /// Immediate dominator of every node (NONE for the root and unreachable nodes).
+    #[cfg(test)]
     pub fn idom_by_node(&self) -> Vec<u32> {
         let mut out = vec![NONE; self.pre.len()];
         for (w, &v) in self.vertex.iter().enumerate().skip(1) {
@@ -209,6 +213,7 @@ fn eval(v: u32, ancestor: &mut [u32], label: &mut [u32], semi: &[u32], path: &mu
 }
 
 /// Retained size of every node: its own size plus that of everything it dominates.
+#[cfg(test)]
 pub fn retained(idom: &[u32], own: &[u64], root: u32) -> Vec<u64> {
     let mut r = own.to_vec();
     // children lists, then a post-order accumulation
@@ -223,6 +228,7 @@ pub fn retained(idom: &[u32], own: &[u64], root: u32) -> Vec<u64> {
 }
 
 /// Nodes of the dominator tree in pre-order (parents before children).
+#[cfg(test)]
 pub fn preorder(idom: &[u32], root: u32) -> Vec<u32> {
     let n = idom.len();
     let mut head = vec![u32::MAX; n];

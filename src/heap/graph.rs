@@ -335,46 +335,6 @@ fn short(s: &str) -> &str {
     }
 }
 
-/// Address -> node index: a dense array per snapshot region for 16-byte aligned addresses (almost every heap
-/// object), allocated lazily and zero-filled by the kernel on first touch; a hash map for the rest.
-pub(crate) struct NodeIndex {
-    dense: Vec<Vec<u32>>,
-    sparse: FxHashMap<u64, u32>,
-}
-
-impl NodeIndex {
-    pub(crate) fn new(regions: usize) -> NodeIndex {
-        NodeIndex {
-            dense: vec![Vec::new(); regions],
-            sparse: FxHashMap::default(),
-        }
-    }
-    /// Stored value + 1 (0 = absent) for dense slots.
-    #[inline]
-    pub(crate) fn get(&self, ctx: &Ctx, p: u64) -> Option<u32> {
-        if p & 15 == 0 {
-            let (r, off) = ctx.mem.locate(p)?;
-            let v = *self.dense[r].get(off / 16)?;
-            return (v != 0).then(|| v - 1);
-        }
-        self.sparse.get(&p).copied()
-    }
-    #[inline]
-    pub(crate) fn insert(&mut self, ctx: &Ctx, p: u64, i: u32) {
-        if p & 15 == 0
-            && let Some((r, off)) = ctx.mem.locate(p)
-        {
-            let d = &mut self.dense[r];
-            if d.is_empty() {
-                *d = vec![0u32; ctx.mem.regions()[r].len() / 16 + 1];
-            }
-            d[off / 16] = i + 1;
-            return;
-        }
-        self.sparse.insert(p, i);
-    }
-}
-
 /// The text behind a name label: a str (kind 0), a C string (kind 1), or a dict key (kind 2: an int shows its
 /// value, anything else is elided).
 fn resolve_name(ctx: &Ctx, kind: u8, a: u64) -> String {
